@@ -1,0 +1,27 @@
+"""mechrepro: four mechanistic-interpretability papers reproduced as one Snakemake DAG.
+
+    snakemake --cores all                                   # toy scale (default)
+    snakemake --cores 2 --config scale=ci                   # the CI subset
+    snakemake --cores all --config scale=paper              # the papers' models (hub once, a GPU)
+    snakemake --cores 2 --config scale=paper smoke=true     # paper path offline, random weights
+
+The config of the chosen scale (workflow/config/<scale>.yaml, overridable with --config) is
+validated against workflow/schemas/config.schema.yaml before any job starts.
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/induction_heads.smk"
+include: "workflow/rules/reports.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"results/{SCALE}/induction_heads/claims.json",
+        f"reports/{SCALE}/index.html",

@@ -1,0 +1,103 @@
+"""Scale configs: loading, merging and schema validation.
+
+The Snakefile validates the merged config against ``workflow/schemas/config.schema.yaml``
+through :func:`validate_config` before any job starts; errors name the offending key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCALES = ("toy", "ci", "paper")
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid; the message names the key."""
+
+
+def check_scale(scale: Any) -> str:
+    if scale not in SCALES:
+        raise ConfigError(f"config key 'scale': {scale!r} is not one of {', '.join(SCALES)}")
+    return scale
+
+
+def _describe(err: jsonschema.ValidationError) -> str:
+    """One line per error, naming the key: "config key 'a.b': <what is wrong>"."""
+    parts = [str(p) for p in err.absolute_path]
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        key = ".".join(parts + extra[:1])
+        return f"config key '{key}': unknown key (allowed here: {', '.join(allowed)})"
+    if err.validator == "required":
+        missing = err.message.split("'")[1]
+        return f"config key '{'.'.join(parts + [missing])}': required but missing"
+    return f"config key '{'.'.join(parts) or '<root>'}': {err.message}"
+
+
+_CLI_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def coerce_cli_values(config: dict) -> dict:
+    """``--config smoke=true`` arrives as the string "true": turn such strings into booleans."""
+    if isinstance(config.get("smoke"), str) and config["smoke"].lower() in _CLI_BOOLEANS:
+        config["smoke"] = _CLI_BOOLEANS[config["smoke"].lower()]
+    return config
+
+
+def validate_config(config: dict, schema_path: str | Path) -> None:
+    """Raise :class:`ConfigError` listing every invalid key of ``config``."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid config:\n" + "\n".join("  " + _describe(e) for e in errors))
+
+
+def config_hash(config: dict) -> str:
+    """Short stable hash of the scientific config (order-independent)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve(config: dict) -> dict:
+    """The effective config: ``smoke_config`` merged in when ``smoke`` is true, bookkeeping keys dropped.
+
+    Also checks what the schema cannot: smoke only at the paper scale, every model name registered,
+    ICL token indices inside the context.
+    """
+    from mechrepro.models.registry import REGISTRY
+
+    cfg = dict(config)
+    smoke, over = cfg.pop("smoke", False), cfg.pop("smoke_config", {}) or {}
+    if smoke:
+        if cfg["scale"] != "paper":
+            raise ConfigError("config key 'smoke': only the paper scale has a smoke run (use scale=paper)")
+        cfg = _deep_merge(cfg, over)
+    cfg["smoke"] = bool(smoke)
+    ih = cfg["induction_heads"]
+    names = {"toy_models": cfg["toy_models"], "induction_heads.phase_models": ih["phase_models"],
+             "induction_heads.main_model": [ih["main_model"]]}
+    for key, models in names.items():
+        for m in models:
+            if m not in REGISTRY:
+                raise ConfigError(f"config key '{key}': unknown model {m!r}; registered: {', '.join(sorted(REGISTRY))}")
+    for m in ih["phase_models"] + [ih["main_model"]]:
+        if REGISTRY[m].kind == "toy" and m not in cfg["toy_models"]:
+            raise ConfigError(f"config key 'induction_heads': toy model {m!r} is not in toy_models")
+    if ih["icl_late"] >= cfg["corpus"]["n_ctx"] or ih["icl_early"] >= ih["icl_late"]:
+        raise ConfigError("config key 'induction_heads.icl_late': need icl_early < icl_late < corpus.n_ctx")
+    return cfg

@@ -1,0 +1,1 @@
+"""Synthetic corpora and tokenizers for the toy scales (offline, seeded)."""

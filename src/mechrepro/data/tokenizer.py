@@ -1,0 +1,78 @@
+"""The toy tokenizer: one token per word, GPT-2's leading-space convention, years split in two.
+
+Built (not trained) from the word lists in :mod:`mechrepro.data.vocab`, as a Hugging Face
+``PreTrainedTokenizerFast`` so that TransformerLens uses it exactly as it uses GPT-2's tokenizer.
+A word becomes ``" word"`` (leading space) and ``"word"`` (sentence start); digits split into
+two-digit groups (" 1732" -> " 17", "32") as GPT-2 does for most years.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from mechrepro.data import vocab as V
+
+BOS, PAD, UNK = V.SPECIAL
+# Words with optional leading space; two-digit groups (optionally space-led); punctuation.
+_SPLIT = Regex(r" ?[A-Za-z_]+| ?\d\d| ?\d| ?[^\sA-Za-z\d]|\n|\s")
+
+
+def vocabulary() -> list[str]:
+    """Ordered token strings (before byte-level mapping). Deterministic: ids never depend on a seed."""
+    words = [*V.NAMES, *V.PLACES, *V.OBJECTS, *V.NOUNS, *V.ADJECTIVES, *V.VERBS, *V.FUNCTION, *V.CODE]
+    cap = [w.capitalize() for w in (*V.FUNCTION, *V.ADJECTIVES)]
+    out = list(V.SPECIAL)
+    for tok in [*(" " + w for w in words), *words, *cap, *(" " + c for c in cap),
+                *V.PUNCT, *(" " + p for p in V.PUNCT), *V.DIGITS2, *(" " + d for d in V.DIGITS2), "\n", " "]:
+        if tok not in out:
+            out.append(tok)
+    return out
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    byte_map = pre_tokenizers.ByteLevel.alphabet()  # noqa: F841 (documents the byte-level alphabet used below)
+    encoder = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    vocab = {}
+    for i, tok in enumerate(vocabulary()):
+        key = tok if tok in V.SPECIAL else encoder.pre_tokenize_str(tok)[0][0]
+        vocab[key] = i
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(_SPLIT, behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([BOS, PAD, UNK])
+    return _wrap(tokenizer_object=tok)
+
+
+def _wrap(**source) -> PreTrainedTokenizerFast:
+    # name_or_path and add_bos_token=True: TransformerLens then uses this object as-is instead of
+    # re-loading it by name from the hub. encode() prepends BOS; use add_special_tokens=False for words.
+    return PreTrainedTokenizerFast(**source, bos_token=BOS, eos_token=BOS, pad_token=PAD, unk_token=UNK,
+                                   name_or_path="mechrepro-toy", add_bos_token=True)
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, path: str | Path) -> None:
+    """Write ``tokenizer.json`` (a plain JSON file; nothing pickled)."""
+    from mechrepro.io import write_text
+
+    write_text(path, tokenizer.backend_tokenizer.to_str(pretty=True))
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"tokenizer file not found: {path} (run the corpus rule first)")
+    return _wrap(tokenizer_file=str(path))
+
+
+def single_token_id(tokenizer, word: str) -> int:
+    """Id of ``word`` (e.g. " Mary"); raises ValueError naming it if it is not exactly one token."""
+    ids = tokenizer.encode(word, add_special_tokens=False)
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        raise ValueError(f"{word!r} is not a single token of this tokenizer (got ids {ids})")
+    return ids[0]

@@ -1,0 +1,131 @@
+"""One loader for every registered model: ``load_model(name)`` returns a ``HookedTransformer``.
+
+* toy models: rebuilt from their recipe and the safetensors weights the pipeline trained;
+* pretrained models: TransformerLens's own ``from_pretrained`` (needs the Hugging Face hub, or a
+  local cache of it, the first time);
+* random-init stand-ins (``gpt2-random``): the pretrained model's shape with seeded random weights
+  and the real tokenizer, for offline smoke runs of the paper-scale path.
+
+All three expose TransformerLens hook names, so every technique runs on any of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from mechrepro.io import load_tensors, read_json
+from mechrepro.models.registry import PretrainedModel, RandomInitModel, ToyRecipe, get_spec
+
+# The GPT-2 BPE files shipped beside the project (../shared/gpt2-tokenizer); overridable.
+GPT2_TOKENIZER_ENV = "MECHREPRO_GPT2_TOKENIZER"
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model cannot be loaded here; the message says what is missing and how to provide it."""
+
+
+def default_gpt2_tokenizer_dir() -> Path:
+    if os.environ.get(GPT2_TOKENIZER_ENV):
+        return Path(os.environ[GPT2_TOKENIZER_ENV])
+    return Path(__file__).resolve().parents[3].parent / "shared" / "gpt2-tokenizer"
+
+
+def gpt2_tokenizer(directory: str | Path | None = None):
+    """GPT-2's tokenizer from its published vocab/merges files, offline."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    d = Path(directory) if directory else default_gpt2_tokenizer_dir()
+    vocab, merges = d / "vocab.json", d / "merges.txt"
+    if not (vocab.exists() and merges.exists()):
+        raise ModelUnavailableError(
+            f"GPT-2 tokenizer files not found in {d} (need vocab.json and merges.txt); "
+            f"set {GPT2_TOKENIZER_ENV} to the folder that holds them")
+    bpe = ByteLevelBPETokenizer(str(vocab), str(merges))
+    eot = "<|endoftext|>"
+    # name_or_path + add_bos_token: TransformerLens uses this object as-is (no hub look-up by name).
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=eot, eos_token=eot, unk_token=eot,
+                                   pad_token=eot, name_or_path=f"gpt2-offline:{d}", add_bos_token=True)
+
+
+def _load_toy(spec: ToyRecipe, models_dir: Path, checkpoint: str | None, device: str) -> HookedTransformer:
+    from mechrepro.data.tokenizer import load_tokenizer
+
+    mdir = models_dir / spec.name
+    card = mdir / "model.json"
+    if not card.exists():
+        raise ModelUnavailableError(f"toy model {spec.name!r} is not trained yet: {card} is missing "
+                                    f"(run: snakemake --cores all {card})")
+    info = read_json(card)
+    weights = mdir / (checkpoint or "model.safetensors")
+    model = HookedTransformer(spec.tl_config(info["d_vocab"]), tokenizer=load_tokenizer(mdir / "tokenizer.json"),
+                              move_to_device=False)
+    model.load_state_dict(load_tensors(weights))
+    return model.to(device)
+
+
+def _load_pretrained(spec: PretrainedModel, device: str) -> HookedTransformer:
+    try:
+        return HookedTransformer.from_pretrained(spec.tl_name, device=device)
+    except Exception as err:  # OSError / HF hub errors / connection errors, depending on versions
+        raise ModelUnavailableError(
+            f"cannot load {spec.name!r} ({spec.tl_name!r} via TransformerLens): {type(err).__name__}: {err}\n"
+            "It needs the Hugging Face hub once, or a local cache of it: download it on a machine with access "
+            "(python -c \"from transformer_lens import HookedTransformer; "
+            f"HookedTransformer.from_pretrained('{spec.tl_name}')\") and point HF_HOME at that cache, "
+            "with HF_HUB_OFFLINE=1. To exercise this path offline with random weights, run with "
+            "--config scale=paper smoke=true.") from err
+
+
+def _load_random(spec: RandomInitModel, device: str, tokenizer_dir: str | Path | None) -> HookedTransformer:
+    cfg = HookedTransformerConfig(**spec.cfg, seed=spec.seed, init_weights=True, device=device,
+                                  default_prepend_bos=False)
+    torch.manual_seed(spec.seed)
+    return HookedTransformer(cfg, tokenizer=gpt2_tokenizer(tokenizer_dir))
+
+
+def load_model(name: str, *, models_dir: str | Path | None = None, checkpoint: str | None = None,
+               device: str = "cpu", tokenizer_dir: str | Path | None = None) -> HookedTransformer:
+    """Load any registered model in eval mode.
+
+    ``models_dir`` (``results/<scale>/models``) is where toy models were trained; ``checkpoint``
+    picks one of a toy model's kept checkpoints (a path relative to its folder).
+    """
+    spec = get_spec(name)
+    if isinstance(spec, ToyRecipe):
+        if models_dir is None:
+            raise ValueError(f"{name!r} is a toy model: pass models_dir (results/<scale>/models)")
+        model = _load_toy(spec, Path(models_dir), checkpoint, device)
+    elif isinstance(spec, PretrainedModel):
+        model = _load_pretrained(spec, device)
+    else:
+        model = _load_random(spec, device, tokenizer_dir)
+    model.eval()
+    return model
+
+
+def load_tokenizer_for(name: str, models_dir: str | Path | None = None):
+    """The tokenizer of a registered model, without loading its weights (offline for every kind)."""
+    from mechrepro.data.tokenizer import load_tokenizer
+
+    spec = get_spec(name)
+    if isinstance(spec, ToyRecipe):
+        if models_dir is None:
+            raise ValueError(f"{name!r} is a toy model: pass models_dir (results/<scale>/models)")
+        return load_tokenizer(Path(models_dir) / name / "tokenizer.json")
+    if spec.tokenizer != "gpt2":
+        raise ModelUnavailableError(f"no offline tokenizer for {name!r} ({spec.tokenizer})")
+    return gpt2_tokenizer()
+
+
+def is_random_weights(name: str) -> bool:
+    return get_spec(name).kind == "random"
+
+
+def best_device() -> str:
+    """"cuda" when a GPU is visible, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"

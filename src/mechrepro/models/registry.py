@@ -1,0 +1,141 @@
+"""The model registry: a name maps to a toy recipe, a pretrained TransformerLens model, or a
+random-init stand-in of a pretrained model's shape.
+
+Toy recipes (architecture + training recipe) are trained by the pipeline itself from the seeded
+synthetic corpus. The attention-only 1/2/3-layer models follow Olsson et al. 2022 (§"Phase change",
+small attention-only models with positional embeddings); they are much narrower so that they train
+on two CPU cores. ``*-ci`` recipes are the same models shrunk to the CI budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from transformer_lens import HookedTransformerConfig
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """AdamW with linear warmup and cosine decay to ``min_lr_frac * lr``."""
+
+    n_steps: int
+    batch_size: int
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    min_lr_frac: float = 0.5
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    seed: int = 0
+    n_checkpoints: int = 24  # log-spaced in tokens, kept for the phase-change analysis
+    resume_every: int = 100  # steps between resume states (besides every kept checkpoint)
+    log_every: int = 10
+
+    def __post_init__(self):
+        for k in ("n_steps", "batch_size", "n_checkpoints", "resume_every", "log_every"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"train recipe: {k} must be >= 1")
+        if not (0 < self.lr < 1) or not (0 <= self.min_lr_frac <= 1) or self.warmup_steps < 0:
+            raise ValueError("train recipe: need 0 < lr < 1, 0 <= min_lr_frac <= 1, warmup_steps >= 0")
+
+
+@dataclass(frozen=True)
+class ToyRecipe:
+    name: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_head: int
+    n_ctx: int
+    train: TrainRecipe
+    attn_only: bool = True
+    d_mlp: int | None = None
+    act_fn: str | None = None
+    normalization_type: str | None = "LN"
+    # "shortformer": positions enter only the queries and keys, not the residual stream, as in the
+    # attention-only models Nanda trained for TransformerLens (attn-only-1l/2l) after Olsson et al.
+    positional_embedding_type: str = "shortformer"
+    description: str = ""
+    kind: str = field(default="toy", init=False)
+
+    def tl_config(self, d_vocab: int) -> HookedTransformerConfig:
+        return HookedTransformerConfig(
+            n_layers=self.n_layers, d_model=self.d_model, n_heads=self.n_heads, d_head=self.d_head,
+            n_ctx=self.n_ctx, d_vocab=d_vocab, attn_only=self.attn_only, d_mlp=self.d_mlp,
+            act_fn=self.act_fn, normalization_type=self.normalization_type,
+            positional_embedding_type=self.positional_embedding_type, seed=self.train.seed, init_weights=True,
+            default_prepend_bos=False,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """A TransformerLens pretrained model (needs the hub or a local Hugging Face cache once)."""
+
+    name: str
+    tl_name: str
+    tokenizer: str = "gpt2"  # offline copy of its tokenizer, for datasets built without the model
+    description: str = ""
+    kind: str = field(default="pretrained", init=False)
+
+
+@dataclass(frozen=True)
+class RandomInitModel:
+    """Random weights in the shape of a pretrained model, with its real tokenizer (offline smoke runs).
+
+    Its numbers are meaningless; the shapes, tokenization, speed and plumbing are real.
+    """
+
+    name: str
+    stands_in_for: str
+    tokenizer: str  # "gpt2": the GPT-2 BPE files in ../shared/gpt2-tokenizer
+    cfg: dict
+    seed: int = 0
+    description: str = ""
+    kind: str = field(default="random", init=False)
+
+
+GPT2_SMALL_SHAPE = dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024, d_vocab=50257,
+                        act_fn="gelu_new", normalization_type="LN", positional_embedding_type="standard")
+
+
+def _attn_only(name: str, n_layers: int, d_model: int, n_heads: int, n_ctx: int, train: TrainRecipe) -> ToyRecipe:
+    # No LayerNorm and shortformer positions: with positions kept out of the residual stream, the only
+    # way to find "the token after the previous occurrence" is the paper's circuit (a previous-token
+    # head K-composing with an induction head), and the plateau before it forms fits a CPU budget.
+    return ToyRecipe(name=name, n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_model // n_heads,
+                     n_ctx=n_ctx, train=train, normalization_type=None,
+                     description=f"attention-only, {n_layers} layer(s), {n_heads} heads of {d_model // n_heads}, "
+                                 f"d_model {d_model}, context {n_ctx}, shortformer positions, no LayerNorm")
+
+
+# Induction heads form after a plateau whose length grows with the context length (roughly
+# quadratically) and shrinks with the learning rate; a 32-token context and lr 1e-2 put the phase
+# change at about 1,000-1,500 steps (1-1.5M tokens), measured on this corpus.
+_TOY_TRAIN = TrainRecipe(n_steps=3000, batch_size=32, lr=1e-2, warmup_steps=40, seed=0, n_checkpoints=24)
+_CI_TRAIN = TrainRecipe(n_steps=2500, batch_size=32, lr=1e-2, warmup_steps=40, seed=0, n_checkpoints=20)
+
+_SPECS = [
+    _attn_only("attn-only-1l", 1, 64, 4, 32, _TOY_TRAIN),
+    _attn_only("attn-only-2l", 2, 64, 4, 32, _TOY_TRAIN),
+    _attn_only("attn-only-3l", 3, 64, 4, 32, _TOY_TRAIN),
+    _attn_only("attn-only-1l-ci", 1, 64, 4, 32, _CI_TRAIN),
+    _attn_only("attn-only-2l-ci", 2, 64, 4, 32, _CI_TRAIN),
+    PretrainedModel("gpt2-small", "gpt2", "gpt2", "GPT-2 small (Radford et al. 2019), via TransformerLens"),
+    RandomInitModel("gpt2-random", "gpt2-small", "gpt2", GPT2_SMALL_SHAPE,
+                    description="GPT-2-small shape, random init, the real GPT-2 tokenizer: offline smoke runs only"),
+]
+REGISTRY: dict[str, ToyRecipe | PretrainedModel | RandomInitModel] = {s.name: s for s in _SPECS}
+
+
+def get_spec(name: str) -> ToyRecipe | PretrainedModel | RandomInitModel:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(REGISTRY))}") from None
+
+
+def toy_models() -> list[str]:
+    return [n for n, s in REGISTRY.items() if s.kind == "toy"]

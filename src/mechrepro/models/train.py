@@ -1,0 +1,166 @@
+"""Training loop for the toy models: seeded, deterministic on CPU, resumable.
+
+AdamW with linear warmup and cosine decay. Checkpoints are written as safetensors at log-spaced
+token counts (Olsson et al. 2022 study how induction heads form across training, so the early
+checkpoints matter as much as the late ones) and are kept. A resume state (weights + AdamW
+moments + step) is written beside them; a rerun of a killed job continues from the newest one and
+ends with the same weights as an uninterrupted run, because the data order is a pure function of
+the seed and the step (nothing else is random during training).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from mechrepro.io import load_tensors, save_tensors, write_csv, write_json
+from mechrepro.models.registry import ToyRecipe, TrainRecipe
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    final_loss: float
+    tokens_seen: int
+    checkpoints: list[dict]
+    resumed_from_step: int
+
+
+def lr_at(step: int, r: TrainRecipe) -> float:
+    """Learning rate multiplier schedule: linear warmup, then cosine decay to ``min_lr_frac``."""
+    if step < r.warmup_steps:
+        return r.lr * (step + 1) / r.warmup_steps
+    progress = (step - r.warmup_steps) / max(1, r.n_steps - r.warmup_steps)
+    return r.lr * (r.min_lr_frac + (1 - r.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def checkpoint_steps(r: TrainRecipe) -> list[int]:
+    """Log-spaced steps (in tokens, equivalently steps) from ~1/200 of training to the end."""
+    first = max(1, r.n_steps // 200)
+    steps = np.unique(np.round(np.geomspace(first, r.n_steps, r.n_checkpoints)).astype(int))
+    return [int(s) for s in steps]
+
+
+def data_order(n_docs: int, r: TrainRecipe) -> Int[Tensor, "n_steps batch"]:
+    """Document indices for every step: epochs of seeded permutations (pure function of the seed)."""
+    g = torch.Generator().manual_seed(r.seed + 1)
+    need = r.n_steps * r.batch_size
+    order = torch.cat([torch.randperm(n_docs, generator=g) for _ in range(math.ceil(need / n_docs))])
+    return order[:need].view(r.n_steps, r.batch_size)
+
+
+def lm_loss(logits: Tensor, tokens: Tensor) -> Tensor:
+    """Mean next-token cross-entropy. logits: [batch pos vocab], tokens: [batch pos]."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+
+
+def _save_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, step: int, log: list) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for i, p in enumerate(model.parameters()):
+        st = opt.state.get(p, {})
+        if st:
+            tensors[f"adam.{i}.exp_avg"] = st["exp_avg"]
+            tensors[f"adam.{i}.exp_avg_sq"] = st["exp_avg_sq"]
+            tensors[f"adam.{i}.step"] = st["step"].reshape(1)
+    tensors["log"] = torch.tensor(log, dtype=torch.float64).reshape(-1, 4)
+    save_tensors(path, tensors, metadata={"step": str(step)})
+
+
+def _load_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW) -> tuple[int, list]:
+    t = load_tensors(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        step = int(f.metadata()["step"])
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    for i, p in enumerate(model.parameters()):
+        if f"adam.{i}.exp_avg" in t:
+            opt.state[p] = {"exp_avg": t[f"adam.{i}.exp_avg"].clone(), "exp_avg_sq": t[f"adam.{i}.exp_avg_sq"].clone(),
+                            "step": t[f"adam.{i}.step"].reshape(())}
+    return step, [tuple(row) for row in t["log"].tolist()]
+
+
+def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_dir: str | Path,
+          *, progress: bool = True) -> TrainResult:
+    """Train ``recipe`` on ``tokens`` and write into ``out_dir``:
+
+    ``checkpoints/step_XXXXXX.safetensors`` (kept), ``checkpoints/resume.safetensors``,
+    ``train_log.csv``, ``checkpoints.json`` and finally ``model.safetensors`` + ``model.json``.
+    """
+    r = recipe.train
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if tokens.shape[1] < recipe.n_ctx:
+        raise ValueError(f"corpus context {tokens.shape[1]} is shorter than {recipe.name}'s n_ctx {recipe.n_ctx}")
+    tokens = tokens[:, : recipe.n_ctx]
+
+    torch.manual_seed(r.seed)
+    model = HookedTransformer(recipe.tl_config(d_vocab))
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "W_pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "W_pos" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=r.lr, betas=r.betas)
+    order = data_order(len(tokens), r)
+    keep = checkpoint_steps(r)
+    tokens_per_step = r.batch_size * recipe.n_ctx
+
+    start, log = 0, []  # log rows: (step, tokens, loss, lr)
+    resume = ckpt_dir / "resume.safetensors"
+    if resume.exists():
+        try:
+            start, log = _load_resume(resume, model, opt)
+        except ValueError as err:
+            warnings.warn(f"{err}; training {recipe.name} from scratch", stacklevel=2)
+            start, log = 0, []
+
+    pending = torch.zeros((), dtype=torch.float64)  # loss sum since the last log line (no per-step sync)
+    n_pending = 0
+    bar = tqdm(range(start, r.n_steps), desc=f"train {recipe.name}", disable=not progress, initial=start,
+               total=r.n_steps, mininterval=2.0)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, r)
+        batch = tokens[order[step]]
+        loss = lm_loss(model(batch), batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        pending += loss.detach()
+        n_pending += 1
+        done = step + 1
+        if done % r.log_every == 0 or done == r.n_steps:
+            mean = float(pending) / n_pending
+            log.append((done, done * tokens_per_step, mean, lr_at(step, r)))
+            pending.zero_()
+            n_pending = 0
+            bar.set_postfix(loss=f"{mean:.3f}")
+        if done in keep:
+            save_tensors(ckpt_dir / f"step_{done:06d}.safetensors", model.state_dict(),
+                         metadata={"step": str(done), "tokens": str(done * tokens_per_step)})
+        if done in keep or done % r.resume_every == 0:
+            _save_resume(resume, model, opt, done, log)
+
+    checkpoints = [{"step": s, "tokens": s * tokens_per_step, "path": f"checkpoints/step_{s:06d}.safetensors"}
+                   for s in keep]
+    write_csv(out_dir / "train_log.csv", pd.DataFrame(log, columns=["step", "tokens", "loss", "lr"]))
+    write_json(out_dir / "checkpoints.json", checkpoints)
+    save_tensors(out_dir / "model.safetensors", model.state_dict())
+    final_loss = log[-1][2] if log else float("nan")
+    write_json(out_dir / "model.json", {
+        "name": recipe.name, "kind": "toy", "recipe": recipe.to_dict(), "d_vocab": d_vocab,
+        "tokens_seen": r.n_steps * tokens_per_step, "final_loss": final_loss,
+        "n_params": sum(p.numel() for p in model.parameters()),
+    })
+    return TrainResult(final_loss, r.n_steps * tokens_per_step, checkpoints, start)

@@ -1,0 +1,1 @@
+"""Interpretability techniques, model-agnostic: they take a HookedTransformer and token batches."""

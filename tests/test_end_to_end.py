@@ -1,0 +1,66 @@
+"""End to end: the ci scale through Snakemake in a temporary directory (a few minutes on 2 cores)."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True,
+                          timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A copy of the workflow (not of results/ or reports/), as a user's fresh checkout would have."""
+    d = tmp_path_factory.mktemp("e2e")
+    shutil.copy(ROOT / "Snakefile", d)
+    for sub in ("workflow", "replications"):
+        shutil.copytree(ROOT / sub, d / sub)
+    return d
+
+
+@pytest.mark.e2e
+def test_ci_scale_end_to_end(workdir):
+    run = _snakemake(workdir, "--cores", "2", "--config", "scale=ci")
+    assert run.returncode == 0, run.stderr[-4000:]
+    reports = list((workdir / "reports/ci").glob("*/induction_heads.html"))
+    assert len(reports) == 1
+    page = reports[0].read_text()
+    assert "Claims" in page and "<table" in page and "pass" in page
+    assert "Provenance" in page and "config hash" in page
+    # Self-contained: no script or stylesheet from the network, images embedded.
+    assert not re.search(r"<script[^>]+src=[\"']?https?:", page, re.I)
+    assert not re.search(r"<link[^>]+href=[\"']?https?:", page, re.I)
+    assert "data:image/png;base64" in page
+    index = (workdir / "reports/ci/index.html").read_text()
+    assert "induction_heads" in index and reports[0].parent.name in index
+    assert (workdir / "results/ci/induction_heads/claims.json").exists()
+
+    dry = _snakemake(workdir, "-n", "--cores", "2", "--config", "scale=ci")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--config", "scale=huge"], "'scale'"),
+    (["--config", "scale=ci", "n_probez=3"], "n_probez"),
+    (["--config", "scale=ci", "seed=-1"], "'seed'"),
+    (["--config", "scale=toy", "smoke=true"], "only the paper scale"),
+])
+def test_bad_config_stops_before_any_job(workdir, args, needle):
+    run = _snakemake(workdir, "-n", "--cores", "1", *args)
+    assert run.returncode != 0
+    assert needle in run.stdout + run.stderr
+    assert "Job stats" not in run.stdout + run.stderr
+
+
+def test_lint_is_clean(workdir):
+    run = _snakemake(workdir, "--lint", "--cores", "1", "--config", "scale=ci")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

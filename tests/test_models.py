@@ -1,0 +1,111 @@
+import pytest
+import torch
+
+import mechrepro.models.train as train_mod
+from mechrepro.data.tokenizer import build_tokenizer, save_tokenizer
+from mechrepro.io import load_tensors, read_json, save_tensors
+from mechrepro.models import ModelUnavailableError, get_spec, load_model
+from mechrepro.models.registry import ToyRecipe, TrainRecipe
+from mechrepro.models.train import checkpoint_steps, lr_at, train
+
+RECIPE = ToyRecipe(name="attn-only-1l-ci", n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=16,
+                   normalization_type=None,
+                   train=TrainRecipe(n_steps=30, batch_size=4, warmup_steps=5, resume_every=10, n_checkpoints=5,
+                                     log_every=5))
+VOCAB = 40
+
+
+def _tokens():
+    return torch.randint(0, VOCAB, (64, 16), generator=torch.Generator().manual_seed(0))
+
+
+def test_schedule_warms_up_then_decays():
+    r = RECIPE.train
+    assert lr_at(0, r) < lr_at(4, r) == pytest.approx(r.lr)
+    assert lr_at(r.n_steps - 1, r) == pytest.approx(r.lr * r.min_lr_frac, rel=0.05)
+    steps = checkpoint_steps(TrainRecipe(n_steps=1000, batch_size=1, n_checkpoints=10))
+    assert steps[-1] == 1000 and steps == sorted(set(steps)) and steps[1] / steps[0] > 1.5  # log-spaced
+
+
+def test_training_is_deterministic(tmp_path):
+    a = train(RECIPE, _tokens(), VOCAB, tmp_path / "a", progress=False)
+    b = train(RECIPE, _tokens(), VOCAB, tmp_path / "b", progress=False)
+    assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+    assert a.final_loss == b.final_loss
+    assert [c["step"] for c in a.checkpoints] == checkpoint_steps(RECIPE.train)
+    for c in a.checkpoints:
+        assert (tmp_path / "a" / c["path"]).exists()
+    assert read_json(tmp_path / "a/checkpoints.json") == a.checkpoints
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    train(RECIPE, _tokens(), VOCAB, tmp_path / "full", progress=False)
+    calls = {"n": 0}
+    real = train_mod.lm_loss
+
+    def dying(*args):
+        calls["n"] += 1
+        if calls["n"] == 24:  # dies in step 24; the newest resume state is at step 20
+            raise KeyboardInterrupt("killed")
+        return real(*args)
+
+    monkeypatch.setattr(train_mod, "lm_loss", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(RECIPE, _tokens(), VOCAB, tmp_path / "killed", progress=False)
+    assert not (tmp_path / "killed/model.safetensors").exists()  # nothing looks complete
+    monkeypatch.setattr(train_mod, "lm_loss", real)
+    result = train(RECIPE, _tokens(), VOCAB, tmp_path / "killed", progress=False)
+    assert result.resumed_from_step == 20
+    full, resumed = load_tensors(tmp_path / "full/model.safetensors"), load_tensors(tmp_path / "killed/model.safetensors")
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k
+
+
+def test_corrupt_resume_state_restarts_with_a_warning(tmp_path):
+    out = tmp_path / "m"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints/resume.safetensors").write_bytes(b"\x00garbage")
+    with pytest.warns(UserWarning, match="not a readable safetensors file"):
+        result = train(RECIPE, _tokens(), VOCAB, out, progress=False)
+    assert result.resumed_from_step == 0
+
+
+def test_load_toy_model_and_checkpoint(tmp_path):
+    models_dir = tmp_path / "models"
+    train(RECIPE, _tokens(), VOCAB, models_dir / RECIPE.name, progress=False)
+    save_tokenizer(build_tokenizer(), models_dir / RECIPE.name / "tokenizer.json")
+    import mechrepro.models.registry as reg
+
+    reg.REGISTRY[RECIPE.name], saved = RECIPE, reg.REGISTRY[RECIPE.name]
+    try:
+        model = load_model(RECIPE.name, models_dir=models_dir)
+        first = read_json(models_dir / RECIPE.name / "checkpoints.json")[0]["path"]
+        early = load_model(RECIPE.name, models_dir=models_dir, checkpoint=first)
+    finally:
+        reg.REGISTRY[RECIPE.name] = saved
+    tokens = _tokens()[:2]
+    assert model(tokens).shape == (2, 16, VOCAB)
+    assert not torch.equal(model.W_Q, early.W_Q)
+    assert "blocks.0.attn.hook_pattern" in model.hook_dict
+
+
+def test_truncated_weights_give_a_clear_error(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_tensors(path, {"x": torch.ones(100)})
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(ValueError, match="not a readable safetensors file.*delete it and rerun"):
+        load_tensors(path)
+
+
+def test_unknown_and_untrained_models():
+    with pytest.raises(KeyError, match="unknown model 'gpt-7'.*gpt2-random"):
+        get_spec("gpt-7")
+    with pytest.raises(ModelUnavailableError, match="not trained yet"):
+        load_model("attn-only-2l", models_dir="/nonexistent")
+
+
+def test_gpt2_random_is_gpt2_small_shaped_with_the_real_tokenizer():
+    model = load_model("gpt2-random")
+    assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model, model.cfg.d_vocab) == (12, 12, 768, 50257)
+    assert model.to_str_tokens(" Mary", prepend_bos=False) == [" Mary"]
+    assert "blocks.11.attn.hook_z" in model.hook_dict

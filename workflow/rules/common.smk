@@ -1,0 +1,80 @@
+# Helpers, config loading and validation, wildcard constraints. No rules here.
+
+import re
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+try:
+    import mechrepro  # noqa: F401
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from mechrepro.config import ConfigError, check_scale, coerce_cli_values, config_hash, resolve, validate_config
+from mechrepro.models.registry import get_spec
+from mechrepro.provenance import report_version
+
+try:
+    SCALE = check_scale(config.get("scale", "toy"))
+except ConfigError as err:
+    raise WorkflowError(str(err))
+
+
+configfile: f"{workflow.basedir}/workflow/config/{SCALE}.yaml"
+
+
+config["scale"] = SCALE
+try:
+    validate_config(coerce_cli_values(config), f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+    CFG = resolve(config)
+except ConfigError as err:
+    raise WorkflowError(str(err))
+
+SLUGS = ["induction_heads"]
+CONFIG_HASH = config_hash(CFG)
+VERSION = report_version(workflow.basedir, CONFIG_HASH)
+# A GPU helps the paper-scale model runs; toy models and smoke runs are CPU jobs.
+GPU = 1 if SCALE == "paper" and not CFG["smoke"] else 0
+MODELS_DIR = f"results/{SCALE}/models"
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+wildcard_constraints:
+    scale=re.escape(SCALE),
+    version=re.escape(VERSION),
+    slug=_alternatives(SLUGS),
+    model=_alternatives(CFG["toy_models"]),
+
+
+def toy_model_files(names):
+    """Trained-model files a rule needs for the toy models among ``names`` (pretrained ones need none)."""
+    return [f"{MODELS_DIR}/{n}/model.json" for n in names if get_spec(n).kind == "toy"]
+
+
+# What each replication's report needs; filled in by workflow/rules/<slug>.smk:
+# slug -> {"figures": [paths], "models": [names], "seeds": {name: seed}}
+REPLICATIONS = {}
+
+
+def report_figures(wildcards):
+    return REPLICATIONS[wildcards.slug]["figures"]
+
+
+def report_models(wildcards):
+    return REPLICATIONS[wildcards.slug]["models"]
+
+
+def report_seeds(wildcards):
+    return REPLICATIONS[wildcards.slug]["seeds"]
+
+
+def report_benchmarks(wildcards):
+    """Glob patterns of the benchmark TSVs that add up to the report's wall time (read at run time)."""
+    toy = [m for m in REPLICATIONS[wildcards.slug]["models"] if get_spec(m).kind == "toy"]
+    return [f"results/{SCALE}/benchmarks/{wildcards.slug}_*.tsv", f"results/{SCALE}/benchmarks/corpus.tsv"] + [
+        f"results/{SCALE}/benchmarks/train_{m}.tsv" for m in toy
+    ]

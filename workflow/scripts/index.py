@@ -1,0 +1,15 @@
+"""Write this version's manifest and the scale's index of all report versions (rule `report_index`)."""
+
+from pathlib import Path
+
+from mechrepro.io import log_to, read_json
+from mechrepro.report import build_index, write_manifest
+
+snakemake = snakemake  # noqa: F821 (injected by Snakemake)
+inp, out = snakemake.input, snakemake.output
+
+with log_to(snakemake.log[0]):
+    claims = {read_json(c)["slug"]: read_json(c) for c in inp.claims}
+    write_manifest(out.manifest, snakemake.params.version, snakemake.params.scale, claims,
+                   read_json(inp.provenance[0]))
+    build_index(Path(out.index).parent, out.index)
