@@ -1,15 +1,21 @@
 # Helpers, config loading and validation, wildcard constraints. No rules here.
 
+import os
 import re
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-try:
-    import mechrepro  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# The library is importable here and in every job (scripts run in child processes), installed or not.
+_SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+
+
+envvars:
+    "PYTHONPATH",
+
 
 from mechrepro.config import ConfigError, check_scale, coerce_cli_values, config_hash, resolve, validate_config
 from mechrepro.models.registry import get_spec
@@ -37,6 +43,8 @@ VERSION = report_version(workflow.basedir, CONFIG_HASH)
 # A GPU helps the paper-scale model runs; toy models and smoke runs are CPU jobs.
 GPU = 1 if SCALE == "paper" and not CFG["smoke"] else 0
 MODELS_DIR = f"results/{SCALE}/models"
+# The one software environment of every rule (used with --use-conda; a pip install works the same).
+ENV = "../envs/mechrepro.yaml"
 
 
 def _alternatives(names):
@@ -48,6 +56,14 @@ wildcard_constraints:
     version=re.escape(VERSION),
     slug=_alternatives(SLUGS),
     model=_alternatives(CFG["toy_models"]),
+
+
+def models_dir(wildcards):
+    return f"results/{wildcards.scale}/models"
+
+
+def slug_results(wildcards):
+    return f"results/{wildcards.scale}/{wildcards.slug}"
 
 
 def toy_model_files(names):

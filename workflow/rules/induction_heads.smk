@@ -10,12 +10,14 @@ rule induction_heads_probes:
         probes="results/{scale}/induction_heads/probes.safetensors",
     params:
         section=IH,
-        models_dir=MODELS_DIR,
+        models_dir=models_dir,
     log:
         "results/{scale}/logs/induction_heads_probes.log",
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     script:
         "../scripts/induction_heads/probes.py"
 
@@ -31,7 +33,7 @@ rule induction_heads_phase:
         summary="results/{scale}/induction_heads/phase/{model}/summary.csv",
     params:
         section=IH,
-        models_dir=MODELS_DIR,
+        models_dir=models_dir,
         model="{model}",
     threads: 1
     log:
@@ -42,6 +44,8 @@ rule induction_heads_phase:
         mem_mb=3000,
         runtime=20,
         gpu=0,
+    conda:
+        ENV
     script:
         "../scripts/induction_heads/phase.py"
 
@@ -59,7 +63,7 @@ rule induction_heads_analysis:
         summary="results/{scale}/induction_heads/analysis/summary.json",
     params:
         section=IH,
-        models_dir=MODELS_DIR,
+        models_dir=models_dir,
     threads: 2
     log:
         "results/{scale}/logs/induction_heads_analysis.log",
@@ -69,6 +73,8 @@ rule induction_heads_analysis:
         mem_mb=8000,
         runtime=30,
         gpu=GPU,
+    conda:
+        ENV
     script:
         "../scripts/induction_heads/analysis.py"
 
@@ -84,6 +90,8 @@ rule induction_heads_metrics:
         main_model=IH["main_model"],
     log:
         "results/{scale}/logs/induction_heads_metrics.log",
+    conda:
+        ENV
     script:
         "../scripts/induction_heads/metrics.py"
 
@@ -109,6 +117,8 @@ rule induction_heads_figures:
         icl=[IH["icl_early"], IH["icl_late"]],
     log:
         "results/{scale}/logs/induction_heads_figures.log",
+    conda:
+        ENV
     script:
         "../scripts/induction_heads/figures.py"
 

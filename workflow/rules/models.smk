@@ -16,6 +16,8 @@ rule corpus:
     resources:
         mem_mb=2000,
         runtime=15,
+    conda:
+        ENV
     script:
         "../scripts/make_corpus.py"
 
@@ -42,5 +44,7 @@ rule train_toy_model:
         mem_mb=4000,
         runtime=30,
         gpu=0,
+    conda:
+        ENV
     script:
         "../scripts/train_toy_model.py"

@@ -11,6 +11,8 @@ rule claims:
         scale=SCALE,
     log:
         "results/{scale}/logs/{slug}_claims.log",
+    conda:
+        ENV
     script:
         "../scripts/claims.py"
 
@@ -31,13 +33,15 @@ rule report:
         models=report_models,
         seeds=report_seeds,
         benchmarks=report_benchmarks,
-        results_dir="results/{scale}/{slug}",
+        results_dir=slug_results,
         template="workflow/templates/offline",
     log:
         "results/{scale}/logs/{slug}_report_{version}.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     script:
         "../scripts/render_report.py"
 
@@ -55,5 +59,7 @@ rule report_index:
         version=VERSION,
     log:
         "results/{scale}/logs/report_index.log",
+    conda:
+        ENV
     script:
         "../scripts/index.py"
