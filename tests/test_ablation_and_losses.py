@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import distinct_probes, tiny_attn_only
 
+from conftest import distinct_probes, tiny_attn_only
 from mechrepro.techniques.ablation import ablated_per_token_loss, mean_head_outputs
 from mechrepro.techniques.losses import icl_score, per_token_loss, per_token_loss_from_logits
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import distinct_probes, tiny_attn_only
 
+from conftest import distinct_probes, tiny_attn_only
 from mechrepro.techniques.attention_scores import attention_patterns, check_probes, induction_and_prev_scores
 
 

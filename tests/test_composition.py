@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import hand_built_induction_model, tiny_attn_only
 
+from conftest import hand_built_induction_model, tiny_attn_only
 from mechrepro.techniques.composition import composition_scores, model_composition_scores, random_baseline
 
 

@@ -70,6 +70,16 @@ def test_corrupt_resume_state_restarts_with_a_warning(tmp_path):
     assert result.resumed_from_step == 0
 
 
+def test_resume_state_of_another_recipe_is_not_used(tmp_path):
+    import dataclasses
+
+    train(RECIPE, _tokens(), VOCAB, tmp_path / "m", progress=False)
+    other = dataclasses.replace(RECIPE, train=dataclasses.replace(RECIPE.train, lr=RECIPE.train.lr / 2))
+    with pytest.warns(UserWarning, match="another recipe or corpus"):
+        result = train(other, _tokens(), VOCAB, tmp_path / "m", progress=False)
+    assert result.resumed_from_step == 0
+
+
 def test_load_toy_model_and_checkpoint(tmp_path):
     models_dir = tmp_path / "models"
     train(RECIPE, _tokens(), VOCAB, models_dir / RECIPE.name, progress=False)

@@ -66,6 +66,23 @@ def slug_results(wildcards):
     return f"results/{wildcards.scale}/{wildcards.slug}"
 
 
+def toy_recipe(wildcards):
+    """The model's full recipe: a param, so that changing it in the registry retrains the model."""
+    return get_spec(wildcards.model).to_dict()
+
+
+def model_seeds(names):
+    """Training seeds of the toy models among ``names`` (random-init models: their init seed)."""
+    out = {}
+    for n in names:
+        spec = get_spec(n)
+        if spec.kind == "toy":
+            out[f"train {n}"] = spec.train.seed
+        elif spec.kind == "random":
+            out[f"init {n}"] = spec.seed
+    return out
+
+
 def toy_model_files(names):
     """Trained-model files a rule needs for the toy models among ``names`` (pretrained ones need none)."""
     return [f"{MODELS_DIR}/{n}/model.json" for n in names if get_spec(n).kind == "toy"]

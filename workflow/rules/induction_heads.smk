@@ -126,5 +126,6 @@ rule induction_heads_figures:
 REPLICATIONS["induction_heads"] = {
     "figures": expand(list(rules.induction_heads_figures.output), scale=SCALE),
     "models": sorted({*IH["phase_models"], IH["main_model"]}),
-    "seeds": {"config": CFG["seed"], "corpus": CFG["corpus"]["seed"], "induction_heads": IH["seed"]},
+    "seeds": {"config": CFG["seed"], "corpus": CFG["corpus"]["seed"], "induction_heads": IH["seed"],
+              **model_seeds({*IH["phase_models"], IH["main_model"]})},
 }

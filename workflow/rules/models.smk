@@ -34,6 +34,7 @@ rule train_toy_model:
         tokenizer="results/{scale}/models/{model}/tokenizer.json",
     params:
         model="{model}",
+        recipe=toy_recipe,
     # Small models: one thread each, so that two train side by side on two cores.
     threads: 1
     log:

@@ -10,6 +10,8 @@ the seed and the step (nothing else is random during training).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from jaxtyping import Int
+from safetensors import safe_open
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -64,7 +67,16 @@ def lm_loss(logits: Tensor, tokens: Tensor) -> Tensor:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
 
 
-def _save_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, step: int, log: list) -> None:
+def run_fingerprint(recipe: ToyRecipe, tokens: Tensor, d_vocab: int) -> str:
+    """Hash of everything that determines the run: recipe, vocabulary size and training data."""
+    h = hashlib.sha256(json.dumps(recipe.to_dict(), sort_keys=True, default=str).encode())
+    h.update(str(d_vocab).encode())
+    h.update(tokens.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _save_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, step: int, log: list,
+                 fingerprint: str) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     for i, p in enumerate(model.parameters()):
         st = opt.state.get(p, {})
@@ -73,15 +85,16 @@ def _save_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, s
             tensors[f"adam.{i}.exp_avg_sq"] = st["exp_avg_sq"]
             tensors[f"adam.{i}.step"] = st["step"].reshape(1)
     tensors["log"] = torch.tensor(log, dtype=torch.float64).reshape(-1, 4)
-    save_tensors(path, tensors, metadata={"step": str(step)})
+    save_tensors(path, tensors, metadata={"step": str(step), "fingerprint": fingerprint})
 
 
-def _load_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW) -> tuple[int, list]:
+def _load_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, fingerprint: str) -> tuple[int, list]:
     t = load_tensors(path)
-    from safetensors import safe_open
-
     with safe_open(str(path), "pt") as f:
-        step = int(f.metadata()["step"])
+        meta = f.metadata()
+    if meta.get("fingerprint") != fingerprint:
+        raise ValueError(f"{path} belongs to another recipe or corpus")
+    step = int(meta["step"])
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
     for i, p in enumerate(model.parameters()):
         if f"adam.{i}.exp_avg" in t:
@@ -116,11 +129,12 @@ def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_d
     keep = checkpoint_steps(r)
     tokens_per_step = r.batch_size * recipe.n_ctx
 
+    fingerprint = run_fingerprint(recipe, tokens, d_vocab)
     start, log = 0, []  # log rows: (step, tokens, loss, lr)
     resume = ckpt_dir / "resume.safetensors"
     if resume.exists():
         try:
-            start, log = _load_resume(resume, model, opt)
+            start, log = _load_resume(resume, model, opt, fingerprint)
         except ValueError as err:
             warnings.warn(f"{err}; training {recipe.name} from scratch", stacklevel=2)
             start, log = 0, []
@@ -150,7 +164,7 @@ def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_d
             save_tensors(ckpt_dir / f"step_{done:06d}.safetensors", model.state_dict(),
                          metadata={"step": str(done), "tokens": str(done * tokens_per_step)})
         if done in keep or done % r.resume_every == 0:
-            _save_resume(resume, model, opt, done, log)
+            _save_resume(resume, model, opt, done, log, fingerprint)
 
     checkpoints = [{"step": s, "tokens": s * tokens_per_step, "path": f"checkpoints/step_{s:06d}.safetensors"}
                    for s in keep]

@@ -64,7 +64,7 @@ def attention_patterns(tensors: dict, model: str, path) -> None:
 
 def per_token_loss(loss: pd.DataFrame, model: str, path) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for name, t in loss.groupby("probe", sort=False):
+    for _, t in loss.groupby("probe", sort=False):
         ax.plot(t.position, t.loss, label=f"L = {int(t.length.iloc[0])}")
         ax.axvline(int(t.length.iloc[0]) + 0.5, color="grey", lw=0.5, ls=":")
     ax.set_xlabel("position of the predicted token")
@@ -77,8 +77,9 @@ def per_token_loss(loss: pd.DataFrame, model: str, path) -> None:
 
 def ablation(table: pd.DataFrame, model: str, path) -> None:
     agg = table.groupby(["method", "kind"]).repeated_half_loss.agg(["mean", "std"]).reset_index()
-    kinds = ["none", "control", "induction"]
-    labels = {"none": "no ablation", "control": "other heads (control)", "induction": "top induction heads"}
+    kinds = [k for k in ["none", "control", "previous-token", "induction"] if k in set(table.kind)]
+    labels = {"none": "no ablation", "control": "other heads\n(control)", "induction": "top induction\nheads",
+              "previous-token": "previous-token\nheads"}
     fig, ax = plt.subplots(figsize=(7, 3.5))
     width = 0.38
     for i, method in enumerate(["zero", "mean"]):

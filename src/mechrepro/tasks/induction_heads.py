@@ -192,15 +192,31 @@ def per_position_loss(model: HookedTransformer, probes: dict[str, Tensor]) -> pd
     return pd.DataFrame(rows)
 
 
+def circuit_heads(scores: pd.DataFrame, cfg: InductionConfig) -> dict[str, list[tuple[int, int]]]:
+    """Top-k induction heads, the previous-token heads (score >= head_threshold) and all other heads."""
+    ranked = [tuple(map(int, x)) for x in scores.sort_values("induction", ascending=False)[["layer", "head"]].to_numpy()]
+    induction = ranked[: min(cfg.top_k, len(ranked) - 1)]
+    prev = [tuple(map(int, x)) for x in scores[scores.prev_token >= cfg.head_threshold][["layer", "head"]].to_numpy()
+            if tuple(map(int, x)) not in induction]
+    others = [h for h in ranked if h not in induction and h not in prev]
+    return {"induction": induction, "previous-token": prev, "control": others}
+
+
 def ablation_study(model: HookedTransformer, probes: dict[str, Tensor], reference: dict[str, Tensor],
-                   ranked_heads: list[tuple[int, int]], cfg: InductionConfig) -> pd.DataFrame:
-    """Loss on both probe halves with the top-k induction heads ablated, vs random other heads."""
-    k = min(cfg.top_k, len(ranked_heads) - 1)
-    top = ranked_heads[:k]
-    others = ranked_heads[k:]
+                   heads: dict[str, list[tuple[int, int]]], cfg: InductionConfig) -> pd.DataFrame:
+    """Loss on both probe halves with head sets ablated: none, the top induction heads, the
+    previous-token heads, and ``n_control_draws`` random sets of as many *other* heads.
+
+    Controls leave out the previous-token heads: they are part of the induction circuit (its keys),
+    so ablating one breaks induction from upstream, which is the circuit working, not a control.
+    """
+    k = len(heads["induction"])
     rng = np.random.default_rng(cfg.seed)
-    sets = [("none", [])] + [("induction", top)]
-    for _ in range(cfg.n_control_draws):
+    sets = [("none", []), ("induction", heads["induction"])]
+    if heads["previous-token"]:
+        sets.append(("previous-token", heads["previous-token"]))
+    others = heads["control"]
+    for _ in range(cfg.n_control_draws if others else 0):
         idx = rng.choice(len(others), size=min(k, len(others)), replace=False)
         sets.append(("control", [others[i] for i in sorted(idx)]))
     rows = []
@@ -208,17 +224,18 @@ def ablation_study(model: HookedTransformer, probes: dict[str, Tensor], referenc
         half = check_probes(tokens)
         means = ablation.mean_head_outputs(model, reference[name])
         for method in ("zero", "mean"):
-            for kind, heads in sets:
-                loss = ablation.ablated_per_token_loss(model, tokens, heads, method, means)  # [batch pos-1]
+            for kind, hs in sets:
+                loss = ablation.ablated_per_token_loss(model, tokens, hs, method, means)  # [batch pos-1]
                 rows.append({"probe": name, "method": method, "kind": kind,
-                             "heads": " ".join(f"{layer}.{h}" for layer, h in heads),
+                             "heads": " ".join(f"{layer}.{h}" for layer, h in hs),
                              "first_half_loss": loss[:, : half - 1].mean().item(),
                              "repeated_half_loss": loss[:, half:].mean().item()})
     return pd.DataFrame(rows)
 
 
 def ablation_summary(table: pd.DataFrame) -> dict[str, float]:
-    """Loss increase on the repeated half: induction heads vs the mean of the controls."""
+    """Loss increase on the repeated half: induction heads vs the mean of the controls (ratio floored
+    at a control increase of 1e-3 nats, so a control that changes nothing gives a large finite ratio)."""
     out = {}
     for method, t in table.groupby("method"):
         clean = t[t.kind == "none"].repeated_half_loss.mean()
@@ -227,6 +244,9 @@ def ablation_summary(table: pd.DataFrame) -> dict[str, float]:
         out[f"ablation_{method}_induction_increase"] = float(ind)
         out[f"ablation_{method}_control_increase"] = float(ctl)
         out[f"ablation_{method}_ratio"] = float(ind / max(ctl, 1e-3))
+        if (t.kind == "previous-token").any():
+            out[f"ablation_{method}_prev_token_increase"] = float(
+                t[t.kind == "previous-token"].repeated_half_loss.mean() - clean)
     return out
 
 

@@ -70,7 +70,7 @@ def model_composition_scores(model, mode: str = "K") -> Float[Tensor, "l1 h1 l2 
 
 
 def random_baseline(d_model: int, d_head: int, mode: str = "K", n_samples: int = 200, seed: int = 0
-                    ) -> Float[Tensor, "n_samples"]:
+                    ) -> Float[Tensor, " sample"]:
     """Scores of pairs of Gaussian random heads of the same shapes (the paper's baseline)."""
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731

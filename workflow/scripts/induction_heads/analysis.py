@@ -18,16 +18,17 @@ with log_to(snakemake.log[0]):
 
     induction, prev = ih.probe_scores(model, probes)
     scores = ih.heads_frame({"induction": induction, "prev_token": prev})
-    ranked = [tuple(map(int, x)) for x in scores.sort_values("induction", ascending=False)[["layer", "head"]].to_numpy()]
-    ablation = ih.ablation_study(model, probes, reference, ranked, cfg)
+    heads = ih.circuit_heads(scores, cfg)
+    ablation = ih.ablation_study(model, probes, reference, heads, cfg)
     composition, comp_summary = ih.composition_study(model, scores, cfg)
     top_prev = tuple(map(int, scores.loc[scores.prev_token.idxmax(), ["layer", "head"]]))
     longest = max(probes, key=lambda k: probes[k].shape[1])
-    patterns = ih.top_head_patterns(model, probes[longest], [*ranked[:2], top_prev])
+    patterns = ih.top_head_patterns(model, probes[longest], [*heads["induction"][:2], top_prev])
 
     summary = {"model": cfg.main_model, "random_weights": is_random_weights(cfg.main_model), "device": device,
                "n_layers": model.cfg.n_layers, "n_heads": model.cfg.n_heads,
-               "top_induction_heads": [f"{a}.{b}" for a, b in ranked[: cfg.top_k]],
+               "top_induction_heads": [f"{a}.{b}" for a, b in heads["induction"]],
+               "previous_token_heads": [f"{a}.{b}" for a, b in heads["previous-token"]],
                "top_prev_token_head": f"{top_prev[0]}.{top_prev[1]}",
                "max_induction": induction.max().item(), "max_prev_token": prev.max().item(),
                **ih.ablation_summary(ablation), **comp_summary}
