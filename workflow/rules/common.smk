@@ -74,7 +74,7 @@ def toy_recipe(wildcards):
 def model_seeds(names):
     """Training seeds of the toy models among ``names`` (random-init models: their init seed)."""
     out = {}
-    for n in names:
+    for n in sorted(names):  # sorted: a set's order changes between runs, and params must not
         spec = get_spec(n)
         if spec.kind == "toy":
             out[f"train {n}"] = spec.train.seed

@@ -115,6 +115,7 @@ rule induction_heads_figures:
     params:
         phase_models=IH["phase_models"],
         icl=[IH["icl_early"], IH["icl_late"]],
+        threshold=IH["head_threshold"],
     log:
         "results/{scale}/logs/induction_heads_figures.log",
     conda:

@@ -9,9 +9,10 @@ import pandas as pd
 from mechrepro.plots import attention_pattern, head_heatmap, save
 
 
-def phase_change(phase: dict[str, pd.DataFrame], icl: tuple[int, int], path) -> None:
+def phase_change(phase: dict[str, pd.DataFrame], icl: tuple[int, int], path, threshold: float = 0.3) -> None:
     """Olsson et al.'s phase-change figure: ICL score (top) and max induction score (bottom) vs
-    training tokens, one column per model; the induction transition is shaded."""
+    training tokens, one column per model; the induction transition is shaded where induction heads
+    formed (final max induction score >= ``threshold``)."""
     n = max(1, len(phase))
     fig, axes = plt.subplots(2, n, figsize=(4 * n, 6), sharex="col", squeeze=False)
     if not phase:
@@ -24,11 +25,13 @@ def phase_change(phase: dict[str, pd.DataFrame], icl: tuple[int, int], path) -> 
         i = transition_index(s["max_induction"].to_numpy(), rising=True)
         lo = s["tokens"].iloc[max(0, i - 1)]
         hi = s["tokens"].iloc[min(i, len(s) - 1)]
+        formed = s["max_induction"].iloc[-1] >= threshold
         for row, (key, label) in enumerate([("icl_score", f"ICL score\n(loss@{icl[1]} - loss@{icl[0]}, nats)"),
                                             ("max_induction", "max induction score")]):
             ax = axes[row, col]
             ax.plot(s["tokens"], s[key], marker="o", ms=3)
-            ax.axvspan(lo, hi, color="orange", alpha=0.25, label="induction heads form")
+            if formed:
+                ax.axvspan(lo, hi, color="orange", alpha=0.25, label="induction heads form")
             ax.set_xscale("log")
             ax.grid(alpha=0.3)
             if col == 0:
@@ -38,7 +41,10 @@ def phase_change(phase: dict[str, pd.DataFrame], icl: tuple[int, int], path) -> 
             else:
                 ax.set_xlabel("training tokens")
                 ax.set_ylim(0, 1)
-        axes[0, col].legend(fontsize=7, loc="lower left")
+        if formed:
+            axes[0, col].legend(fontsize=7, loc="lower left")
+        else:
+            axes[1, col].text(0.5, 0.5, "no induction heads", transform=axes[1, col].transAxes, ha="center")
     fig.suptitle("Phase change: in-context learning and induction heads form together")
     save(fig, path)
 
@@ -93,7 +99,7 @@ def ablation(table: pd.DataFrame, model: str, path) -> None:
     save(fig, path)
 
 
-def k_composition(table: pd.DataFrame, summary: dict, path) -> None:
+def k_composition(table: pd.DataFrame, summary: dict, path, threshold: float = 0.3) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     if len(table) == 0:
         ax.text(0.5, 0.5, "one layer: no head pairs to compose", ha="center", va="center")
@@ -101,7 +107,7 @@ def k_composition(table: pd.DataFrame, summary: dict, path) -> None:
     else:
         s = table.sort_values("k_composition", ascending=False).head(20)
         labels = [f"{a}.{b}→{c}.{d}" for a, b, c, d in s[["src_layer", "src_head", "dst_layer", "dst_head"]].to_numpy()]
-        colors = ["tab:red" if p >= 0.3 and q >= 0.3 else "tab:blue" for p, q in zip(s.src_prev_token, s.dst_induction,
+        colors = ["tab:red" if p >= threshold and q >= threshold else "tab:blue" for p, q in zip(s.src_prev_token, s.dst_induction,
                                                                                         strict=True)]
         ax.bar(range(len(s)), s.k_composition, color=colors)
         ax.axhline(summary["kcomp_random_p95"], color="k", ls="--", lw=1, label="random matrices, 95th pct")

@@ -11,9 +11,9 @@ inp, out = snakemake.input, snakemake.output
 with log_to(snakemake.log[0]):
     summary = read_json(inp.analysis)
     phase = {m: pd.read_csv(p) for m, p in zip(snakemake.params.phase_models, inp.phase, strict=True)}
-    fig.phase_change(phase, tuple(snakemake.params.icl), out.phase)
+    fig.phase_change(phase, tuple(snakemake.params.icl), out.phase, snakemake.params.threshold)
     fig.head_scores(pd.read_csv(inp.scores), summary["model"], out.scores)
     fig.attention_patterns(load_tensors(inp.patterns), summary["model"], out.patterns)
     fig.per_token_loss(pd.read_csv(inp.loss), summary["model"], out.loss)
     fig.ablation(pd.read_csv(inp.ablation), summary["model"], out.ablation)
-    fig.k_composition(pd.read_csv(inp.composition), summary, out.composition)
+    fig.k_composition(pd.read_csv(inp.composition), summary, out.composition, snakemake.params.threshold)
