@@ -36,14 +36,15 @@ def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "—"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{int(v):,}" if v.is_integer() and abs(v) >= 1000 else f"{v:.4g}"
     return str(v)
 
 
 def claims_frame(claims: dict) -> pd.DataFrame:
     rows = claims["claims"]
     return pd.DataFrame([{"claim": r["claim"], "source": r["source"], "paper": r["paper_value"],
-                          "threshold": f"{r['comparator']} {r['value']:g}" + (f" ± {r['tolerance']:g}" if r["tolerance"] else ""),
+                          "threshold": f"{r['comparator']} {r['value']:g}" + (f" ± {r['tolerance']:g}" if r["tolerance"] else "")
+                          + f" ({r['threshold_source']})",
                           "ours": r["ours"], "status": r["status"], "why": r["why"]} for r in rows])
 
 

@@ -55,7 +55,7 @@ def head_scores(scores: pd.DataFrame, model: str, path) -> None:
     for ax, key, title in [(axes[0], "induction", "induction score"), (axes[1], "prev_token", "previous-token score")]:
         im = head_heatmap(ax, scores[key].to_numpy().reshape(n_l, n_h), title, vmin=0, vmax=1)
     fig.colorbar(im, ax=axes, shrink=0.8)
-    fig.suptitle(f"{model}: per-head scores on repeated random tokens")
+    fig.suptitle(f"{model}: per-head scores on repeated random tokens", y=1.04)
     save(fig, path)
 
 
@@ -70,7 +70,7 @@ def attention_patterns(tensors: dict, model: str, path) -> None:
 
 def per_token_loss(loss: pd.DataFrame, model: str, path) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for _, t in loss.groupby("probe", sort=False):
+    for _, t in loss.groupby("length"):
         ax.plot(t.position, t.loss, label=f"L = {int(t.length.iloc[0])}")
         ax.axvline(int(t.length.iloc[0]) + 0.5, color="grey", lw=0.5, ls=":")
     ax.set_xlabel("position of the predicted token")
