@@ -1,5 +1,6 @@
 """End to end: the ci scale through Snakemake in a temporary directory (a few minutes on 2 cores)."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from mechrepro.models.load import default_gpt2_tokenizer_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +49,23 @@ def test_ci_scale_end_to_end(workdir):
     dry = _snakemake(workdir, "-n", "--cores", "2", "--config", "scale=ci")
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not default_gpt2_tokenizer_dir().joinpath("vocab.json").exists(),
+                    reason="GPT-2 tokenizer files (../shared/gpt2-tokenizer) not present")
+def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir):
+    """The paper-scale path offline: gpt2-random (GPT-2-small shape, real tokenizer), shrunk sizes."""
+    run = _snakemake(workdir, "--cores", "2", "--config", "scale=paper", "smoke=true")
+    assert run.returncode == 0, run.stderr[-4000:]
+    claims = json.loads((workdir / "results/paper/induction_heads/claims.json").read_text())
+    status = {c["id"]: c["status"] for c in claims["claims"]}
+    assert status["gpt2_paper_induction_heads"] == "not comparable"
+    assert status["ablating_induction_heads_zero"] == "not comparable"
+    assert status["icl_jump_with_induction_heads"] == "not run"
+    assert "pass" not in status.values()
+    page = next((workdir / "reports/paper").glob("*/induction_heads.html")).read_text()
+    assert "gpt2-random" in page and "smoke: random weights" in page
 
 
 @pytest.mark.parametrize("args,needle", [
