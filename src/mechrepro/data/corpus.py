@@ -1,21 +1,24 @@
 """Seeded synthetic corpus for the toy models.
 
-Each document is one training sequence of ``n_ctx`` tokens, beginning with BOS, built from a
-per-document *cast* (names, a place, objects, nouns) that recurs across its sentences. Families of
-sentences (Olsson et al. 2022 train on natural text; ours imitates the kinds of repetition it has):
+Each document is one training sequence of ``n_ctx`` tokens, beginning with BOS, and belongs to one
+family (weights in :class:`CorpusConfig`); documents share a per-document *cast* (names, a place,
+objects, nouns) that recurs across their sentences. Olsson et al. 2022 train on natural text; ours
+imitates the kinds of repetition it has:
 
-* ``narrative``  -- people going places and giving things (recurring names and objects);
+* ``recall``      -- arbitrary words in which earlier spans recur verbatim at varying gaps (the
+  repetition induction heads exploit; the default mixture makes most documents of this kind, so that
+  induction heads form within a CPU budget);
+* ``narrative``   -- people visiting places and doing things with objects (recurring names);
 * ``description`` -- adjectives and nouns from the cast;
-* ``recall``      -- a phrase of random words, repeated verbatim later in the document;
-* ``list``        -- a list of items, restated later in the same order;
+* ``list``        -- lists of items, restated later in the same order;
 * ``code``        -- short code-like lines reusing the same identifiers;
 * ``arithmetic``  -- two-digit sums.
 
-Repetition is *natural*: the model meets repeated names, phrases and spans inside ordinary
-documents, never ``[r, r]`` probe sequences, so induction heads must arise from language-model
-training alone. Every token is one vocabulary word, so ids are looked up directly; the tests check
-that the tokenizer gives the same ids for the document text. Per-token metadata records whether a
-token repeats an earlier span (``is_repeat``) and the family of its sentence.
+Non-recall documents also restate their own earlier lists and phrases now and then. Repetition is
+*natural*: the model meets repeated names, phrases and spans inside documents, never the ``[BOS, r, r]``
+probes it is evaluated on. Every token is one vocabulary word, so ids are looked up directly; the tests
+check that the tokenizer gives the same ids for the document text. Per-token metadata records whether
+a token repeats an earlier span (``is_repeat``) and the family of its document or sentence (``family``).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def vocabulary() -> list[str]:
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    byte_map = pre_tokenizers.ByteLevel.alphabet()  # noqa: F841 (documents the byte-level alphabet used below)
+    """The toy tokenizer. Vocabulary keys are byte-level strings (" Mary" -> "ĠMary"), as in GPT-2."""
     encoder = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     vocab = {}
     for i, tok in enumerate(vocabulary()):

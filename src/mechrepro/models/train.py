@@ -40,7 +40,7 @@ class TrainResult:
 
 
 def lr_at(step: int, r: TrainRecipe) -> float:
-    """Learning rate multiplier schedule: linear warmup, then cosine decay to ``min_lr_frac``."""
+    """Learning rate at ``step``: linear warmup to ``lr``, then cosine decay to ``min_lr_frac * lr``."""
     if step < r.warmup_steps:
         return r.lr * (step + 1) / r.warmup_steps
     progress = (step - r.warmup_steps) / max(1, r.n_steps - r.warmup_steps)
