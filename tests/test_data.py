@@ -60,3 +60,14 @@ def test_gpt2_tokenizer_offline_ids():
     assert tok.encode(" Mary John", add_special_tokens=False) == [5335, 1757]
     assert tok.convert_ids_to_tokens(tok.encode(" 1732", add_special_tokens=False)) == ["Ġ17", "32"]
     assert tok.bos_token_id == 50256 and len(tok) == 50257
+
+
+@pytest.mark.parametrize("make", [build_tokenizer, gpt2_tokenizer])
+def test_year_split(make):
+    from mechrepro.data.tokenizer import year_token_ids
+
+    tok = make()
+    c, y = year_token_ids(tok, 1732)
+    assert tok.convert_ids_to_tokens([c, y]) == ["Ġ17", "32"]
+    with pytest.raises(ValueError, match="year 2024 is outside"):
+        year_token_ids(tok, 2024)

@@ -76,3 +76,22 @@ def single_token_id(tokenizer, word: str) -> int:
     if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
         raise ValueError(f"{word!r} is not a single token of this tokenizer (got ids {ids})")
     return ids[0]
+
+
+YEAR_RANGE = (1000, 1999)  # Hanna et al. 2023 use years 1000-1899 style: a century token and a two-digit token
+
+
+def year_token_ids(tokenizer, year: int) -> tuple[int, int]:
+    """(century, two-digit) ids of `` YYYY`` split GPT-2-style (" 1732" -> " 17", "32").
+
+    Raises ValueError naming the year when it is outside :data:`YEAR_RANGE` or does not split into
+    exactly those two tokens under ``tokenizer``.
+    """
+    lo, hi = YEAR_RANGE
+    if not (isinstance(year, int) and lo <= year <= hi):
+        raise ValueError(f"year {year!r} is outside the supported range {lo}-{hi}")
+    ids = tokenizer.encode(f" {year}", add_special_tokens=False)
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    if len(ids) != 2 or pieces[1] != f"{year % 100:02d}":
+        raise ValueError(f"year {year} does not split into a century and a two-digit token (got {pieces})")
+    return ids[0], ids[1]
