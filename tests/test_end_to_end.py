@@ -41,6 +41,7 @@ def test_ci_scale_end_to_end(workdir):
     # Self-contained: no script or stylesheet from the network, images embedded.
     assert not re.search(r"<script[^>]+src=[\"']?https?:", page, re.I)
     assert not re.search(r"<link[^>]+href=[\"']?https?:", page, re.I)
+    assert not re.search(r"url\(\s*[\"']?https?:|@import", page, re.I)
     assert "data:image/png;base64" in page
     index = (workdir / "reports/ci/index.html").read_text()
     assert "induction_heads" in index and reports[0].parent.name in index
