@@ -13,7 +13,7 @@ and the scales at which they are checked. Every threshold names its source. Each
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -43,7 +43,6 @@ class Claim:
     paper_value: str = ""
     paper_model: bool = False  # true: only meaningful with the paper's trained weights
     note: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.comparator not in COMPARATORS:

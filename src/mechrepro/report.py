@@ -49,14 +49,14 @@ def claims_frame(claims: dict) -> pd.DataFrame:
 
 
 def render(notebook: str | Path, html_out: str | Path, parameters: dict, template_dir: str | Path,
-           executed_out: str | Path | None = None, cwd: str | Path | None = None) -> None:
-    """Execute ``notebook`` with ``parameters`` and write the HTML report atomically."""
+           executed_out: str | Path, cwd: str | Path | None = None) -> None:
+    """Execute ``notebook`` with ``parameters``; write the executed notebook and the HTML report atomically."""
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
 
     html_out = Path(html_out)
-    with atomic_path(executed_out or html_out.with_suffix(".ipynb")) as tmp_nb:
+    with atomic_path(executed_out) as tmp_nb:
         pm.execute_notebook(str(notebook), str(tmp_nb), parameters=parameters, kernel_name="python3",
                             cwd=str(cwd) if cwd else None, progress_bar=False, log_output=False)
         nb = nbformat.read(tmp_nb, as_version=4)
@@ -65,8 +65,6 @@ def render(notebook: str | Path, html_out: str | Path, parameters: dict, templat
                                 exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                                 embed_images=True)
         body, _ = exporter.from_notebook_node(nb)
-        if executed_out is None:
-            tmp_nb.unlink()
     write_text(html_out, body)
 
 

@@ -140,6 +140,3 @@ def get_spec(name: str) -> ToyRecipe | PretrainedModel | RandomInitModel:
     except KeyError:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(REGISTRY))}") from None
 
-
-def toy_models() -> list[str]:
-    return [n for n, s in REGISTRY.items() if s.kind == "toy"]

@@ -15,7 +15,7 @@ What is reproduced (see replications/induction_heads/README.md):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,6 @@ class InductionConfig:
     composition_samples: int
     seed: int
     paper_heads: bool = False  # compare against the GPT-2 small heads of the literature
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.probe_lengths or min(self.probe_lengths) < 2:

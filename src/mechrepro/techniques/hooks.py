@@ -15,10 +15,6 @@ def z(layer: int) -> str:
     return get_act_name("z", layer)
 
 
-def resid_pre(layer: int) -> str:
-    return get_act_name("resid_pre", layer)
-
-
 def check_head(model, layer: int, head: int) -> None:
     """Raise a clear error when (layer, head) is outside the model."""
     n_l, n_h = model.cfg.n_layers, model.cfg.n_heads

@@ -40,4 +40,4 @@ with log_to(snakemake.log[0]):
     write_csv(out.composition, composition)
     save_tensors(out.patterns, {**patterns, "probe": probes[longest][0]})
     write_json(out.summary, summary)
-    print({k: v for k, v in summary.items()})
+    print(summary)
