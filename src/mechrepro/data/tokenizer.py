@@ -22,8 +22,9 @@ _SPLIT = Regex(r" ?[A-Za-z_]+| ?\d\d| ?\d| ?[^\sA-Za-z\d]|\n|\s")
 
 def vocabulary() -> list[str]:
     """Ordered token strings (before byte-level mapping). Deterministic: ids never depend on a seed."""
-    words = [*V.NAMES, *V.PLACES, *V.OBJECTS, *V.NOUNS, *V.ADJECTIVES, *V.VERBS, *V.FUNCTION, *V.CODE]
-    cap = [w.capitalize() for w in (*V.FUNCTION, *V.ADJECTIVES)]
+    words = [*V.NAMES, *V.PLACES, *V.OBJECTS, *V.NOUNS, *V.ADJECTIVES, *V.VERBS, *V.FUNCTION, *V.CODE,
+             *V.IOI_WORDS, *V.EVENTS, *V.YEAR_WORDS, *V.DIALOGUE, *V.ARITHMETIC]
+    cap = [w.capitalize() for w in (*V.FUNCTION, *V.ADJECTIVES)] + list(V.SENTENCE_STARTS)
     out = list(V.SPECIAL)
     for tok in [*(" " + w for w in words), *words, *cap, *(" " + c for c in cap),
                 *V.PUNCT, *(" " + p for p in V.PUNCT), *V.DIGITS2, *(" " + d for d in V.DIGITS2), "\n", " "]:
