@@ -92,3 +92,26 @@ def test_shipped_claims_load():
     for path in ROOT.glob("replications/*/claims.yaml"):
         claims = load_claims(path)
         assert claims and all(c.threshold_source for c in claims)
+
+
+def test_corpus_and_capability_config_errors_are_named():
+    cfg = scale_config("ci")
+    cfg["corpus"]["lm"]["mixture"]["poetry"] = 0.5
+    with pytest.raises(ConfigError, match="corpus.lm.mixture.*poetry"):
+        validate_config(cfg, SCHEMA)
+    cfg = scale_config("ci")
+    del cfg["corpus"]["lm"]
+    with pytest.raises(ConfigError, match="'toy-lm-ci' trains on corpus 'lm'"):
+        resolve(cfg)
+    cfg = scale_config("toy")
+    cfg["capabilities"]["required"]["attn-only-9l"] = {"ioi_accuracy": 0.9}
+    with pytest.raises(ConfigError, match="unknown model 'attn-only-9l'"):
+        resolve(cfg)
+    cfg = scale_config("toy")
+    cfg["capabilities"]["required"]["toy-lm"]["ioi_acuracy"] = 0.9
+    with pytest.raises(ConfigError, match="ioi_acuracy"):
+        validate_config(cfg, SCHEMA)
+    cfg = scale_config("ci")
+    cfg["capabilities"]["models"] = ["toy-lm"]  # a toy model this scale does not train
+    with pytest.raises(ConfigError, match="'toy-lm' is not in toy_models"):
+        resolve(cfg)

@@ -46,6 +46,14 @@ def test_ci_scale_end_to_end(workdir):
     index = (workdir / "reports/ci/index.html").read_text()
     assert "induction_heads" in index and reports[0].parent.name in index
     assert (workdir / "results/ci/induction_heads/claims.json").exists()
+    # Model cards: every ci model's capabilities, training curves, nothing required at ci
+    cards = (reports[0].parent / "models.html").read_text()
+    assert "Model cards" in cards and "toy-lm-ci" in cards and "toy-1l-mlp-ci" in cards
+    assert "No capability is required at this scale" in cards and cards.count("data:image/png;base64") >= 2
+    assert "models.html" in index
+    caps = json.loads((workdir / "results/ci/models/toy-lm-ci/capabilities.json").read_text())
+    assert {"ioi_accuracy", "ioi_logit_diff", "gt_prob_diff", "heldout_loss"} <= set(caps["metrics"])
+    assert caps["checks"] == []
 
     dry = _snakemake(workdir, "-n", "--cores", "2", "--config", "scale=ci")
     assert dry.returncode == 0, dry.stderr[-2000:]

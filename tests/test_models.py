@@ -74,10 +74,14 @@ def test_resume_state_of_another_recipe_is_not_used(tmp_path):
     import dataclasses
 
     train(RECIPE, _tokens(), VOCAB, tmp_path / "m", progress=False)
+    (tmp_path / "m/checkpoints/step_999999.safetensors").write_bytes(b"stale")
     other = dataclasses.replace(RECIPE, train=dataclasses.replace(RECIPE.train, lr=RECIPE.train.lr / 2))
     with pytest.warns(UserWarning, match="another recipe or corpus"):
         result = train(other, _tokens(), VOCAB, tmp_path / "m", progress=False)
     assert result.resumed_from_step == 0
+    # only this run's checkpoints are left
+    kept = sorted(p.name for p in (tmp_path / "m/checkpoints").glob("step_*.safetensors"))
+    assert kept == [c["path"].split("/")[-1] for c in result.checkpoints]
 
 
 def test_load_toy_model_and_checkpoint(tmp_path):

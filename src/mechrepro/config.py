@@ -88,16 +88,29 @@ def resolve(config: dict) -> dict:
             raise ConfigError("config key 'smoke': only the paper scale has a smoke run (use scale=paper)")
         cfg = _deep_merge(cfg, over)
     cfg["smoke"] = bool(smoke)
-    ih = cfg["induction_heads"]
+    ih, caps = cfg["induction_heads"], cfg["capabilities"]
     names = {"toy_models": cfg["toy_models"], "induction_heads.phase_models": ih["phase_models"],
-             "induction_heads.main_model": [ih["main_model"]]}
+             "induction_heads.main_model": [ih["main_model"]], "capabilities.models": caps["models"],
+             "capabilities.required": list(caps["required"])}
     for key, models in names.items():
         for m in models:
             if m not in REGISTRY:
                 raise ConfigError(f"config key '{key}': unknown model {m!r}; registered: {', '.join(sorted(REGISTRY))}")
-    for m in ih["phase_models"] + [ih["main_model"]]:
-        if REGISTRY[m].kind == "toy" and m not in cfg["toy_models"]:
-            raise ConfigError(f"config key 'induction_heads': toy model {m!r} is not in toy_models")
-    if ih["icl_late"] >= cfg["corpus"]["n_ctx"] or ih["icl_early"] >= ih["icl_late"]:
-        raise ConfigError("config key 'induction_heads.icl_late': need icl_early < icl_late < corpus.n_ctx")
+    for key, models in (("induction_heads", ih["phase_models"] + [ih["main_model"]]),
+                        ("capabilities", caps["models"])):
+        for m in models:
+            if REGISTRY[m].kind == "toy" and m not in cfg["toy_models"]:
+                raise ConfigError(f"config key '{key}': toy model {m!r} is not in toy_models")
+    for m in caps["required"]:
+        if m not in caps["models"]:
+            raise ConfigError(f"config key 'capabilities.required': {m!r} is not in capabilities.models")
+    for m in cfg["toy_models"]:
+        if REGISTRY[m].kind == "toy" and REGISTRY[m].corpus not in cfg["corpus"]:
+            raise ConfigError(f"config key 'toy_models': {m!r} trains on corpus {REGISTRY[m].corpus!r}, "
+                              f"which config 'corpus' does not define ({', '.join(cfg['corpus'])})")
+    for m in ih["phase_models"]:
+        n_ctx = cfg["corpus"][REGISTRY[m].corpus]["n_ctx"] if REGISTRY[m].kind == "toy" else 0
+        if not ih["icl_early"] < ih["icl_late"] < n_ctx:
+            raise ConfigError(f"config key 'induction_heads.icl_late': need icl_early < icl_late < the n_ctx "
+                              f"({n_ctx}) of phase model {m!r}'s corpus")
     return cfg

@@ -68,6 +68,26 @@ def render(notebook: str | Path, html_out: str | Path, parameters: dict, templat
     write_text(html_out, body)
 
 
+def render_with_provenance(params, notebook: str | Path, out, parameters: dict) -> dict:
+    """Collect provenance, write it to ``out.provenance`` and render ``notebook`` to ``out.html``
+    (executed copy at ``out.notebook``). ``params`` carries repo, config, config_hash, models, seeds,
+    benchmarks (glob patterns) and template, as the report rules pass them; the notebook receives
+    ``provenance_path`` on top of ``parameters``."""
+    import glob
+
+    from mechrepro import provenance
+    from mechrepro.io import write_json
+
+    cfg = params.config
+    prov = provenance.collect(repo=params.repo, scale=cfg["scale"], config=cfg, cfg_hash=params.config_hash,
+                              models=list(params.models), seeds=dict(params.seeds),
+                              benchmarks=sorted({f for pat in params.benchmarks for f in glob.glob(pat)}))
+    write_json(out.provenance, prov)
+    render(notebook, out.html, template_dir=params.template, executed_out=out.notebook, cwd=Path.cwd(),
+           parameters={**parameters, "provenance_path": str(Path(out.provenance).resolve())})
+    return prov
+
+
 def write_manifest(path: str | Path, version: str, scale: str, claims: dict[str, dict], provenance: dict) -> None:
     """Per-version summary that the index reads: claim counts per report."""
     from mechrepro.io import write_json

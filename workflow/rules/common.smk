@@ -38,6 +38,7 @@ except ConfigError as err:
     raise WorkflowError(str(err))
 
 SLUGS = ["induction_heads"]
+CAPABILITY_MODELS = CFG["capabilities"]["models"]
 CONFIG_HASH = config_hash(CFG)
 VERSION = report_version(workflow.basedir, CONFIG_HASH)
 # A GPU helps the paper-scale model runs; toy models and smoke runs are CPU jobs.
@@ -55,7 +56,8 @@ wildcard_constraints:
     scale=re.escape(SCALE),
     version=re.escape(VERSION),
     slug=_alternatives(SLUGS),
-    model=_alternatives(CFG["toy_models"]),
+    model=_alternatives(sorted({*CFG["toy_models"], *CAPABILITY_MODELS})),
+    corpus=_alternatives(CFG["corpus"]),
 
 
 def models_dir(wildcards):
@@ -64,6 +66,30 @@ def models_dir(wildcards):
 
 def slug_results(wildcards):
     return f"results/{wildcards.scale}/{wildcards.slug}"
+
+
+def _corpus_file(wildcards, split):
+    return f"results/{wildcards.scale}/corpus/{get_spec(wildcards.model).corpus}/{split}.safetensors"
+
+
+def corpus_train(wildcards):
+    """Training tokens of the corpus the toy model ``{model}`` trains on (its recipe names it)."""
+    return _corpus_file(wildcards, "train")
+
+
+def corpus_heldout(wildcards):
+    """Held-out documents of ``{model}``'s corpus; none for pretrained / random-init models."""
+    return [_corpus_file(wildcards, "heldout")] if get_spec(wildcards.model).kind == "toy" else []
+
+
+def corpus_spec(wildcards):
+    """The scale config's block for corpus ``{corpus}``."""
+    return CFG["corpus"][wildcards.corpus]
+
+
+def model_files(wildcards):
+    """The trained files of ``{model}`` if it is a toy model."""
+    return toy_model_files([wildcards.model])
 
 
 def toy_recipe(wildcards):
@@ -108,6 +134,6 @@ def report_seeds(wildcards):
 def report_benchmarks(wildcards):
     """Glob patterns of the benchmark TSVs that add up to the report's wall time (read at run time)."""
     toy = [m for m in REPLICATIONS[wildcards.slug]["models"] if get_spec(m).kind == "toy"]
-    return [f"results/{SCALE}/benchmarks/{wildcards.slug}_*.tsv", f"results/{SCALE}/benchmarks/corpus.tsv"] + [
+    return [f"results/{SCALE}/benchmarks/{wildcards.slug}_*.tsv", f"results/{SCALE}/benchmarks/corpus_*.tsv"] + [
         f"results/{SCALE}/benchmarks/train_{m}.tsv" for m in toy
     ]

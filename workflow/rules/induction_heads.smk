@@ -27,7 +27,7 @@ rule induction_heads_phase:
         card="results/{scale}/models/{model}/model.json",
         checkpoints="results/{scale}/models/{model}/checkpoints.json",
         probes="results/{scale}/induction_heads/probes.safetensors",
-        heldout="results/{scale}/corpus/heldout.safetensors",
+        heldout=corpus_heldout,
     output:
         heads="results/{scale}/induction_heads/phase/{model}/heads.csv",
         summary="results/{scale}/induction_heads/phase/{model}/summary.csv",
@@ -127,6 +127,6 @@ rule induction_heads_figures:
 REPLICATIONS["induction_heads"] = {
     "figures": expand(list(rules.induction_heads_figures.output), scale=SCALE),
     "models": sorted({*IH["phase_models"], IH["main_model"]}),
-    "seeds": {"config": CFG["seed"], "corpus": CFG["corpus"]["seed"], "induction_heads": IH["seed"],
+    "seeds": {"config": CFG["seed"], "corpus": CFG["corpus"]["induction"]["seed"], "induction_heads": IH["seed"],
               **model_seeds({*IH["phase_models"], IH["main_model"]})},
 }

@@ -1,20 +1,32 @@
-# The corpus and the toy models trained from it.
+# The tokenizer, the corpora, the toy models trained from them, and their capability checks.
+
+
+rule tokenizer:
+    output:
+        tokenizer="results/{scale}/corpus/tokenizer.json",
+    log:
+        "results/{scale}/logs/tokenizer.log",
+    conda:
+        ENV
+    script:
+        "../scripts/make_tokenizer.py"
 
 
 rule corpus:
-    output:
-        train="results/{scale}/corpus/train.safetensors",
-        heldout="results/{scale}/corpus/heldout.safetensors",
+    input:
         tokenizer="results/{scale}/corpus/tokenizer.json",
-        meta="results/{scale}/corpus/meta.json",
+    output:
+        train="results/{scale}/corpus/{corpus}/train.safetensors",
+        heldout="results/{scale}/corpus/{corpus}/heldout.safetensors",
+        meta="results/{scale}/corpus/{corpus}/meta.json",
     params:
-        corpus=CFG["corpus"],
+        spec=corpus_spec,
     log:
-        "results/{scale}/logs/corpus.log",
+        "results/{scale}/logs/corpus_{corpus}.log",
     benchmark:
-        "results/{scale}/benchmarks/corpus.tsv"
+        "results/{scale}/benchmarks/corpus_{corpus}.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=3000,
         runtime=15,
     conda:
         ENV
@@ -24,7 +36,7 @@ rule corpus:
 
 rule train_toy_model:
     input:
-        train="results/{scale}/corpus/train.safetensors",
+        train=corpus_train,
         tokenizer="results/{scale}/corpus/tokenizer.json",
     output:
         weights="results/{scale}/models/{model}/model.safetensors",
@@ -49,3 +61,73 @@ rule train_toy_model:
         ENV
     script:
         "../scripts/train_toy_model.py"
+
+
+rule capabilities:
+    input:
+        models=model_files,
+        heldout=corpus_heldout,
+    output:
+        capabilities="results/{scale}/models/{model}/capabilities.json",
+    params:
+        model="{model}",
+        section=CFG["capabilities"],
+        models_dir=models_dir,
+    threads: 1
+    log:
+        "results/{scale}/logs/capabilities_{model}.log",
+    resources:
+        mem_mb=4000,
+        runtime=20,
+        gpu=GPU,
+    conda:
+        ENV
+    script:
+        "../scripts/capabilities.py"
+
+
+rule models_figures:
+    input:
+        capabilities=expand("results/{{scale}}/models/{model}/capabilities.json", model=CAPABILITY_MODELS),
+        cards=toy_model_files(CAPABILITY_MODELS),
+    output:
+        curves=report("results/{scale}/models/figures/training_curves.png", category="models"),
+        capabilities=report("results/{scale}/models/figures/capabilities.png", category="models"),
+    params:
+        models=CAPABILITY_MODELS,
+        models_dir=models_dir,
+        required=CFG["capabilities"]["required"],
+    log:
+        "results/{scale}/logs/models_figures.log",
+    conda:
+        ENV
+    script:
+        "../scripts/models_figures.py"
+
+
+rule models_report:
+    input:
+        notebook="workflow/notebooks/models.ipynb",
+        figures=rules.models_figures.output,
+    output:
+        html="reports/{scale}/{version}/models.html",
+        notebook="reports/{scale}/{version}/models.ipynb",
+        provenance="reports/{scale}/{version}/models.provenance.json",
+    params:
+        repo=workflow.basedir,
+        config=CFG,
+        config_hash=CONFIG_HASH,
+        models=CAPABILITY_MODELS,
+        seeds=model_seeds(CAPABILITY_MODELS),
+        benchmarks=[f"results/{SCALE}/benchmarks/train_*.tsv", f"results/{SCALE}/benchmarks/corpus_*.tsv"],
+        models_dir=models_dir,
+        template="workflow/templates/offline",
+    log:
+        "results/{scale}/logs/models_report_{version}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../scripts/models_report.py"

@@ -51,12 +51,16 @@ rule report_index:
         claims=expand("results/{{scale}}/{slug}/claims.json", slug=SLUGS),
         html=expand("reports/{{scale}}/{version}/{slug}.html", slug=SLUGS, version=VERSION),
         provenance=expand("reports/{{scale}}/{version}/{slug}.provenance.json", slug=SLUGS, version=VERSION),
+        models_html=f"reports/{{scale}}/{VERSION}/models.html",
+        capabilities=expand("results/{{scale}}/models/{model}/capabilities.json", model=CAPABILITY_MODELS),
     output:
         manifest=f"reports/{{scale}}/{VERSION}/manifest.json",
         index="reports/{scale}/index.html",
     params:
         scale=SCALE,
         version=VERSION,
+        models=CAPABILITY_MODELS,
+        models_dir=models_dir,
     log:
         "results/{scale}/logs/report_index.log",
     conda:

@@ -138,6 +138,9 @@ def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_d
         except ValueError as err:
             warnings.warn(f"{err}; training {recipe.name} from scratch", stacklevel=2)
             start, log = 0, []
+    if start == 0:  # checkpoints of an earlier, different run must not pass for this one's
+        for stale in ckpt_dir.glob("step_*.safetensors"):
+            stale.unlink()
 
     pending = torch.zeros((), dtype=torch.float64)  # loss sum since the last log line (no per-step sync)
     n_pending = 0

@@ -12,7 +12,7 @@ with log_to(snakemake.log[0]):
     cfg = InductionConfig.from_config(params.section)
     tensors = load_tensors(inp.probes)
     probes = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("probe.")}
-    icl_tokens = load_tensors(inp.heldout)["tokens"][: cfg.n_icl_docs]
+    icl_tokens = load_tensors(inp.heldout[0])["tokens"][: cfg.n_icl_docs]
     checkpoints = read_json(inp.checkpoints)
 
     def load(path):
