@@ -39,10 +39,11 @@ def test_ci_scale_end_to_end(workdir):
     assert "Claims" in page and "<table" in page and "pass" in page
     assert "Provenance" in page and "config hash" in page
     # Self-contained: no script or stylesheet from the network, images embedded.
-    assert not re.search(r"<script[^>]+src=[\"']?https?:", page, re.I)
-    assert not re.search(r"<link[^>]+href=[\"']?https?:", page, re.I)
-    assert not re.search(r"url\(\s*[\"']?https?:|@import", page, re.I)
-    assert "data:image/png;base64" in page
+    for html in (page, (reports[0].parent / "models.html").read_text()):
+        assert not re.search(r"<script[^>]+src=[\"']?https?:", html, re.I)
+        assert not re.search(r"<link[^>]+href=[\"']?https?:", html, re.I)
+        assert not re.search(r"url\(\s*[\"']?https?:|@import", html, re.I)
+        assert "data:image/png;base64" in html and "Traceback" not in html and "Warning" not in html
     index = (workdir / "reports/ci/index.html").read_text()
     assert "induction_heads" in index and reports[0].parent.name in index
     assert (workdir / "results/ci/induction_heads/claims.json").exists()

@@ -1,11 +1,19 @@
 """Benchmarks, printed as tables (never asserted by tests: these machines are noisy).
 
     python -m mechrepro.bench training --model attn-only-2l [--steps 40] [--threads 2]
+    python -m mechrepro.bench patching --model toy-lm --sweep head_by_pos --prompts 64
 
 ``training`` times full optimisation steps (forward, backward, AdamW) of a registered toy recipe on
 random tokens and reports tokens per second, the matmul FLOP rate those steps reach (counted with
 ``torch.utils.flop_counter``), and that rate as a fraction of this machine's matmul peak, measured
 in the same run with a large fp32 matrix product.
+
+``patching`` times one activation-patching sweep on held-out IOI prompts (clean) against the same
+template with other names (corrupted), metric the IO − S logit difference: our batched engine,
+TransformerLens's ``patching`` function for that sweep, and attribution patching, side by side in
+one run, with the speed-up over TransformerLens and the largest difference from its numbers. On a
+GPU it also prints the FLOP floor of the sweep (every patched forward pass, counted with
+``torch.utils.flop_counter``, at the measured matmul peak) and how close the engine comes to it.
 """
 
 from __future__ import annotations
@@ -22,14 +30,16 @@ from mechrepro.models.registry import REGISTRY, ToyRecipe, get_spec
 from mechrepro.models.train import lm_loss
 
 
-def matmul_peak_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+def matmul_peak_gflops(n: int = 1024, seconds: float = 1.0, device: str = "cpu") -> float:
     """fp32 GFLOP/s of an n x n matrix product, best of repeated timings."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)  # warm-up
+    _sync(device)
     best, start = 0.0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         t = time.perf_counter()
         torch.mm(a, b)
+        _sync(device)
         best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
     return best
 
@@ -88,6 +98,79 @@ def _training(args) -> None:
           "step FLOPs counted by torch.utils.flop_counter (matmuls and attention).")
 
 
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device: str):
+    _sync(device)
+    t = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t
+
+
+def patching_prompts(tokenizer, n: int, seed: int = 0):
+    """``n`` clean IOI prompts of one held-out template, ``n`` corrupted ones (the same template with other
+    names, places and objects: Wang et al.'s "ABC" distribution), and the clean IO / S token ids."""
+    from mechrepro.data import vocab as V
+    from mechrepro.models.capabilities import single_token_words
+    from mechrepro.tasks.ioi import make_ioi_prompts
+
+    names = single_token_words(tokenizer, V.NAMES)[0]
+    places, objects = single_token_words(tokenizer, V.PLACES)[0], single_token_words(tokenizer, V.OBJECTS)[0]
+    sets = [make_ioi_prompts(tokenizer, 6 * n, seed + k, names=names, places=places, objects=objects) for k in (0, 1)]
+    template = sets[0].templates[0]
+    pick = [[i for i, t in enumerate(p.templates) if t == template][:n] for p in sets]
+    clean = torch.tensor([sets[0].tokens[i] for i in pick[0]])
+    corrupted = torch.tensor([sets[1].tokens[i] for i in pick[1]])
+    return clean, corrupted, sets[0].io[pick[0]], sets[0].s[pick[0]]
+
+
+def _patching(args) -> None:
+    from mechrepro.models.load import best_device, load_model
+    from mechrepro.techniques import patching as P
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or best_device()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = load_model(args.model, models_dir=args.models_dir, device=device)
+    clean, corrupted, io, s = patching_prompts(model.tokenizer, args.prompts)
+    clean, corrupted, io, s = (x.to(device) for x in (clean, corrupted, io, s))
+    rows = torch.arange(len(clean), device=device)
+
+    def metric(logits):
+        return (logits[rows, -1, io] - logits[rows, -1, s]).mean()
+
+    ours, t_ours = _timed(lambda: P.patch_sweep(model, args.sweep, metric, clean, corrupted), device)
+    ours, t_ours = _timed(lambda: P.patch_sweep(model, args.sweep, metric, clean, corrupted), device)  # warm
+    attr, t_attr = _timed(lambda: P.attribution_sweep(model, args.sweep, metric, clean, corrupted), device)
+    ref, t_ref = (None, float("nan"))
+    if not args.skip_reference:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref, t_ref = _timed(lambda: P.reference_sweep(model, args.sweep, metric, clean, corrupted), device)
+    target = ref if ref is not None else ours
+    print(f"patching benchmark: {args.model} on {device} ({torch.get_num_threads()} CPU threads), sweep "
+          f"{args.sweep}, {len(clean)} prompts x {clean.shape[1]} tokens, {ours.numel()} patched indices")
+    print(f"{'method':<22} {'seconds':>9} {'speed-up vs TL':>15} {'max |diff| vs TL':>17}")
+    for name, t, val in (("TransformerLens", t_ref, ref), ("mechrepro (batched)", t_ours, ours),
+                         ("attribution patching", t_attr, attr)):
+        diff = float((val - target).abs().max()) if val is not None and ref is not None else float("nan")
+        print(f"{name:<22} {t:>9.3f} {t_ref / t:>15.1f} {diff:>17.2e}")
+    a = P.agreement(ours, attr)
+    print(f"attribution vs activation patching: pearson r = {a['pearson']:.3f}, max |diff| = {a['max_abs_diff']:.3g}")
+    if torch.device(device).type == "cuda":
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            model(corrupted)
+        floor = ours.numel() * counter.get_total_flops() / (matmul_peak_gflops(n=8192, device=device) * 1e9)
+        print(f"FLOP floor ({ours.numel()} full forward passes at the measured matmul peak): {floor:.3f} s; "
+              f"ours is {t_ours / floor:.1f}x the floor")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mechrepro.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,6 +180,16 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--steps", type=int, default=40)
     t.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own)")
     t.set_defaults(func=_training)
+    p = sub.add_parser("patching", help="activation-patching sweep: ours vs TransformerLens vs attribution")
+    p.add_argument("--model", default="toy-lm")
+    p.add_argument("--sweep", default="head_by_pos", help="one of: " + ", ".join(
+        k for k, v in __import__("mechrepro.techniques.patching", fromlist=["SWEEPS"]).SWEEPS.items() if v.reference))
+    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--models-dir", default="results/toy/models", help="where toy models were trained")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if visible)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--skip-reference", action="store_true", help="skip TransformerLens (hours for GPT-2 on a CPU)")
+    p.set_defaults(func=_patching)
     args = parser.parse_args(argv)
     args.func(args)
 

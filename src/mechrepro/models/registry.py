@@ -141,7 +141,7 @@ _LM_TRAIN = TrainRecipe(n_steps=8000, batch_size=32, lr=3e-3, warmup_steps=100, 
                         n_checkpoints=12)
 # One layer cannot do IOI; it is here for the SAEs, and its loss has flattened by 5,000 steps.
 _ONE_LAYER_TRAIN = dataclasses.replace(_LM_TRAIN, n_steps=5000)
-_LM_CI_TRAIN = dataclasses.replace(_LM_TRAIN, n_steps=1500, n_checkpoints=8)
+_LM_CI_TRAIN = dataclasses.replace(_LM_TRAIN, n_steps=1200, n_checkpoints=8)  # too short for IOI: reported only
 _TOY_LM_WHY = ("Two layers: enough for the IOI algorithm (a layer that detects the duplicated name, a layer that "
                "moves the other one), and in our runs it generalised to the held-out IOI templates where a 3-layer "
                "model of the same width memorised the training wordings (held-out accuracy 0.997 vs 0.64 after "
@@ -158,7 +158,8 @@ _SPECS = [
     _lm("toy-lm", 2, 64, 4, 256, "gelu", _LM_TRAIN, _TOY_LM_WHY),
     _lm("toy-1l-mlp", 1, 128, 4, 512, "relu", _ONE_LAYER_TRAIN, _ONE_LAYER_WHY),
     _lm("toy-lm-ci", 2, 64, 4, 256, "gelu", _LM_CI_TRAIN, "toy-lm shrunk to the CI budget (fewer steps)."),
-    _lm("toy-1l-mlp-ci", 1, 128, 4, 512, "relu", _LM_CI_TRAIN, "toy-1l-mlp shrunk to the CI budget (fewer steps)."),
+    _lm("toy-1l-mlp-ci", 1, 128, 4, 512, "relu", dataclasses.replace(_LM_CI_TRAIN, n_steps=600),
+        "toy-1l-mlp shrunk to the CI budget (fewer steps)."),
     PretrainedModel("gpt2-small", "gpt2", "gpt2", "GPT-2 small (Radford et al. 2019), via TransformerLens"),
     RandomInitModel("gpt2-random", "gpt2-small", "gpt2", GPT2_SMALL_SHAPE,
                     description="GPT-2-small shape, random init, the real GPT-2 tokenizer: offline smoke runs only"),

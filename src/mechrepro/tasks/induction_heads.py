@@ -223,8 +223,8 @@ def ablation_study(model: HookedTransformer, probes: dict[str, Tensor], referenc
         half = check_probes(tokens)
         means = ablation.mean_head_outputs(model, reference[name])
         for method in ("zero", "mean"):
-            for kind, hs in sets:
-                loss = ablation.ablated_per_token_loss(model, tokens, hs, method, means)  # [batch pos-1]
+            losses = ablation.ablated_per_token_losses(model, tokens, [hs for _, hs in sets], method, means)
+            for (kind, hs), loss in zip(sets, losses, strict=True):  # loss: [batch pos-1]
                 rows.append({"probe": name, "method": method, "kind": kind,
                              "heads": " ".join(f"{layer}.{h}" for layer, h in hs),
                              "first_half_loss": loss[:, : half - 1].mean().item(),

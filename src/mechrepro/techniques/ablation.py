@@ -1,7 +1,8 @@
 """Zero- and mean-ablation of attention heads (Olsson et al. 2022, §"Ablations").
 
 A head is ablated by replacing its output ``hook_z`` (before W_O) with zeros, or with its mean
-over a reference batch at each position. The model is otherwise unchanged.
+over a reference batch at each position. The model is otherwise unchanged. The forward passes run
+on the batched patching engine (:mod:`mechrepro.techniques.patching`).
 """
 
 from __future__ import annotations
@@ -28,32 +29,26 @@ def mean_head_outputs(model: HookedTransformer, reference: Int[Tensor, "batch po
     return torch.stack([cache[n].mean(0) for n in names])
 
 
-def _ablation_hooks(model, heads: Iterable[Head], method: str, means: Tensor | None):
+def ablated_per_token_loss(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], heads: Iterable[Head],
+                           method: str = "zero", means: Tensor | None = None) -> Float[Tensor, "batch pos_minus_1"]:
+    """Per-token loss with ``heads`` ablated (no heads: the clean loss)."""
+    return ablated_per_token_losses(model, tokens, [list(heads)], method, means)[0]
+
+
+def ablated_per_token_losses(model: HookedTransformer, tokens: Int[Tensor, "batch pos"],
+                             head_sets: list[list[Head]], method: str = "zero", means: Tensor | None = None
+                             ) -> list[Float[Tensor, "batch pos_minus_1"]]:
+    """Per-token loss for each set of heads ablated together, all sets in batched forward passes
+    (:func:`mechrepro.techniques.patching.ablate_head_sets`)."""
+    from mechrepro.techniques.patching import ablate_head_sets
+
     if method not in ("zero", "mean"):
         raise ValueError(f"ablation method must be 'zero' or 'mean', not {method!r}")
     if method == "mean" and means is None:
         raise ValueError("mean ablation needs the reference means (mean_head_outputs)")
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        hooks.check_head(model, layer, head)
-        by_layer.setdefault(layer, []).append(head)
-
-    def make(layer: int, hs: list[int]):
-        def hook(z, hook):  # z: [batch pos head d_head]
-            if method == "zero":
-                z[:, :, hs] = 0.0
-            else:
-                z[:, :, hs] = means[layer, : z.shape[1], hs].to(z.dtype)
-            return z
-        return hook
-
-    return [(hooks.z(layer), make(layer, hs)) for layer, hs in by_layer.items()]
-
-
-@torch.inference_mode()
-def ablated_per_token_loss(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], heads: Iterable[Head],
-                           method: str = "zero", means: Tensor | None = None) -> Float[Tensor, "batch pos_minus_1"]:
-    """Per-token loss with ``heads`` ablated (no heads: the clean loss)."""
-    fwd_hooks = _ablation_hooks(model, list(heads), method, means)
-    logits = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks)
-    return per_token_loss_from_logits(logits, tokens)
+    for hs in head_sets:
+        for layer, head in hs:
+            hooks.check_head(model, layer, head)
+    tokens = tokens.to(model.cfg.device)
+    return ablate_head_sets(model, tokens, head_sets, lambda logits: per_token_loss_from_logits(logits, tokens),
+                            replacement=means if method == "mean" else None)
