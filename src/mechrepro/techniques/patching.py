@@ -200,48 +200,95 @@ def patch_sweep(model: HookedTransformer, kind: str, metric: Metric, clean_token
     device = c.device
 
     names = {layer: utils.get_act_name(s.act, layer) for layer in layers_}
-    starts = {layer: utils.get_act_name("resid_pre", layer) for layer in layers_}
-    keep = set(starts.values()) | ({"hook_pos_embed"} if c.positional_embedding_type == "shortformer" else set())
-    if ablation is not None:
-        keep |= set(names.values())
-    _, base_cache = model.run_with_cache(base_tokens.to(device), names_filter=lambda n: n in keep)
+    first = min(layers_)
+    keep = {utils.get_act_name(a, la) for la in range(first, c.n_layers) for a in ("resid_pre", "resid_post", "k", "v")}
+    keep |= {"hook_pos_embed"} | (set(names.values()) if ablation is not None else set())
+    base_logits, base_cache = model.run_with_cache(base_tokens.to(device), names_filter=lambda n: n in keep)
     if ablation is None:
         _, src_cache = model.run_with_cache(source_tokens.to(device), names_filter=lambda n: n in set(names.values()))
         sources = {layer: src_cache[names[layer]] for layer in layers_}
     else:
         sources = {layer: _ablation_source(base_cache[names[layer]], ablation, seed) for layer in layers_}
-    pos_embed = base_cache["hook_pos_embed"] if "hook_pos_embed" in keep else None
 
+    # Causal attention: a patch at position p leaves every position before p as in the base run, at every
+    # layer. So variants are grouped by (layer, p) and only positions p.. are recomputed, attending to the
+    # base run's cached keys and values for the positions before p. A *local* patch (head output, query,
+    # pattern row, attention / MLP output, resid_mid at p) changes nothing but position p in its own layer,
+    # so that layer runs on position p alone.
     variants = _variants(s, layers_, positions_, heads_)
+    groups: dict[tuple[int, int | None], list[int]] = {}
+    for i, v in enumerate(variants):
+        groups.setdefault((v[0], dict(zip(s.axes, v[1:], strict=True)).get("pos")), []).append(i)
     out = torch.empty(len(variants), device=device)
     budget = memory_budget or default_memory_budget(device)
     chunk = max(1, budget // _per_variant_bytes(model, batch, n_pos, last_position_only))
-    k = 0
     bar = tqdm(total=len(variants), desc=f"patch {kind}", disable=not progress, mininterval=1.0)
-    for layer in layers_:
-        at_layer = [v for v in variants if v[0] == layer]
-        src = sources[layer]
-        for i in range(0, len(at_layer), chunk):
-            idx = at_layer[i:i + chunk]
-            n = len(idx)
-            mask = _mask(s, idx, tuple(src.shape[1:]), device)
+    for (layer, pos), members in groups.items():
+        p = pos or 0
+        width = 1 if pos is not None and s.act in LOCAL else None
+        for i in range(0, len(members), chunk):
+            ids = members[i:i + chunk]
+            n = len(ids)
+            mask, src = _window(s, _mask(s, [variants[j] for j in ids], tuple(sources[layer].shape[1:]), device),
+                                sources[layer], p, width)
 
             def hook(act, hook, mask=mask, src=src, n=n):
                 v = act.view(n, batch, *act.shape[1:])
                 return torch.where(mask, src.unsqueeze(0), v).view_as(act)
 
-            resid = base_cache[starts[layer]].repeat(n, 1, 1)
-            kwargs = {"shortformer_pos_embed": pos_embed.repeat(n, 1, 1)} if pos_embed is not None else {}
             with model.hooks(fwd_hooks=[(names[layer], hook)]):
-                resid = model(resid, start_at_layer=layer, stop_at_layer=c.n_layers, **kwargs)
+                resid = _run_suffix(model, base_cache, layer, p, n, width, n_pos)
             logits = _final_logits(model, resid, last_position_only)
-            for j in range(n):
-                out[k + j] = metric(logits[j * batch:(j + 1) * batch])
-            k += n
+            if p > 0 and not last_position_only:  # positions before p: the base run's logits
+                logits = torch.cat([base_logits[:, :p].repeat(n, 1, 1), logits], dim=1)
+            for j, oi in enumerate(ids):
+                out[oi] = metric(logits[j * batch:(j + 1) * batch])
             bar.update(n)
     bar.close()
     shape = [len(layers_)] + [len({"pos": positions_, "head": heads_}[ax]) for ax in s.axes]
     return _checked(out.cpu(), f"patch sweep {kind!r}").view(shape)
+
+
+# Activations whose patch at position p changes only position p of their layer's output.
+LOCAL = ("z", "q", "pattern", "attn_out", "mlp_out", "resid_mid")
+
+
+def _window(s: Sweep, mask: Tensor, src: Tensor, p: int, width: int | None) -> tuple[Tensor, Tensor]:
+    """Mask [n 1 ...] and source [batch ...] restricted to positions p..p+width (or p.. to the end); for a
+    pattern, the query axis, and the key axis to what those queries see."""
+    if p == 0 and width is None:
+        return mask, src
+    q = slice(p, None if width is None else p + width)
+    if s.act == "pattern":  # [.., head, dest, src]
+        k = slice(0, None if width is None else p + width)
+        return mask[:, :, :, q, k], src[:, :, q, k]
+    return mask[:, :, q], src[:, q]
+
+
+def _run_suffix(model: HookedTransformer, base_cache, layer: int, p: int, n: int, width: int | None,
+                n_pos: int) -> Tensor:
+    """Blocks ``layer``.. on positions p.. of ``n`` copies of the base run (keys and values of earlier
+    positions from its cache); with ``width`` 1, block ``layer`` runs on position p alone and the later
+    positions enter the next block unchanged. Returns the final residual stream [n*batch, n_pos - p, d_model]."""
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+    c = model.cfg
+    end = n_pos if width is None else p + width
+    resid = base_cache[utils.get_act_name("resid_pre", layer)][:, p:end].repeat(n, 1, 1)
+    for i in range(layer, c.n_layers):
+        entry = None
+        if p > 0:
+            entry = TransformerLensKeyValueCacheEntry(
+                past_keys=base_cache[utils.get_act_name("k", i)][:, :p].repeat(n, 1, 1, 1),
+                past_values=base_cache[utils.get_act_name("v", i)][:, :p].repeat(n, 1, 1, 1), frozen=True)
+        pos_embed = None
+        if c.positional_embedding_type == "shortformer":
+            pos_embed = base_cache["hook_pos_embed"][:, p:p + resid.shape[1]].repeat(n, 1, 1)
+        resid = model.blocks[i](resid, past_kv_cache_entry=entry, shortformer_pos_embed=pos_embed)
+        if i == layer and end < n_pos:  # positions after a local patch leave this block as in the base run
+            rest = base_cache[utils.get_act_name("resid_post", i)][:, end:]
+            resid = torch.cat([resid, rest.repeat(n, 1, 1)], dim=1)
+    return resid
 
 
 def patch_every(model: HookedTransformer, kind: str, metric: Metric, clean_tokens: Tensor,
