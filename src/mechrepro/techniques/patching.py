@@ -464,12 +464,8 @@ def _receiver_run(model, clean, recv, part, deltas, n, batch) -> Tensor:
     split = c.use_split_qkv_input
     model.set_use_split_qkv_input(True)
     try:
-        kwargs = {}
-        if c.positional_embedding_type == "shortformer":
-            kwargs["shortformer_pos_embed"] = clean["hook_pos_embed"].repeat(n, 1, 1)
         with model.hooks(fwd_hooks=hooks):
-            resid = model(clean[utils.get_act_name("resid_pre", first)].repeat(n, 1, 1), start_at_layer=first,
-                          stop_at_layer=c.n_layers, **kwargs)
+            resid = _run_suffix(model, clean, first, 0, n, None, clean[utils.get_act_name("resid_pre", first)].shape[1])
     finally:
         model.set_use_split_qkv_input(split)
     return _final_logits(model, resid, False)
@@ -521,12 +517,8 @@ def ablate_head_sets(model: HookedTransformer, tokens: Tensor, head_sets: Sequen
                 v = z.view(n, batch, *z.shape[1:])
                 return torch.where(sel, value, v).view_as(z)
             hooks.append((utils.get_act_name("z", layer), hook))
-        kwargs = {}
-        if c.positional_embedding_type == "shortformer":
-            kwargs["shortformer_pos_embed"] = cache["hook_pos_embed"].repeat(n, 1, 1)
         with model.hooks(fwd_hooks=hooks):
-            resid = model(cache[utils.get_act_name("resid_pre", start)].repeat(n, 1, 1), start_at_layer=start,
-                          stop_at_layer=c.n_layers, **kwargs)
+            resid = _run_suffix(model, cache, start, 0, n, None, n_pos)
         logits = _final_logits(model, resid, False)
         out += [metric(logits[j * batch:(j + 1) * batch]) for j in range(n)]
     return [o.cpu() for o in out]
