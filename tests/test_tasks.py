@@ -82,3 +82,27 @@ def test_year_errors_name_the_year(tok):
     with pytest.raises(ValueError, match="year 2150 is outside"):
         year_token_ids(tok, 2150)
     assert single_token_id(tok, " war")
+
+
+@pytest.mark.parametrize("make", [build_tokenizer, gpt2_tokenizer])
+def test_ioi_positions_and_abc_corruption(make):
+    from mechrepro.data import vocab as V
+    from mechrepro.models.capabilities import single_token_words
+    from mechrepro.tasks.ioi import abc_corruption
+
+    t = make()
+    names = single_token_words(t, V.NAMES)[0]
+    places, objects = single_token_words(t, V.PLACES)[0], single_token_words(t, V.OBJECTS)[0]
+    p = make_ioi_prompts(t, 12, seed=2, names=names, places=places, objects=objects)
+    for i, ids in enumerate(p.tokens):
+        pos = {k: int(v[i]) for k, v in p.positions.items()}
+        assert ids[pos["io"]] == p.io[i] and ids[pos["s1"]] == p.s[i] and ids[pos["s2"]] == p.s[i]
+        assert pos["end"] == len(ids) - 1 and pos["s1"] < pos["s2"] < pos["end"]
+        assert (pos["io"] < pos["s1"]) == (p.orders[i] == "ABBA")
+    abc = abc_corruption(t, p, seed=3, names=names)
+    for i, (clean, corr) in enumerate(zip(p.tokens, abc.tokens, strict=True)):
+        assert len(clean) == len(corr)  # same template, single-token names: the same positions
+        at = [corr[int(p.positions[k][i])] for k in ("io", "s1", "s2")]
+        assert len(set(at)) == 3 and not set(at) & {int(p.io[i]), int(p.s[i])}
+        differ = [j for j in range(len(clean)) if clean[j] != corr[j]]
+        assert set(differ) == {int(p.positions[k][i]) for k in ("io", "s1", "s2")}

@@ -8,8 +8,8 @@ random tokens and reports tokens per second, the matmul FLOP rate those steps re
 ``torch.utils.flop_counter``), and that rate as a fraction of this machine's matmul peak, measured
 in the same run with a large fp32 matrix product.
 
-``patching`` times one activation-patching sweep on held-out IOI prompts (clean) against the same
-template with other names (corrupted), metric the IO − S logit difference: our batched engine,
+``patching`` times one activation-patching sweep on held-out IOI prompts (clean) against their ABC
+corruptions (IO, S1, S2 replaced by other names), metric the IO − S logit difference: our batched engine,
 TransformerLens's ``patching`` function for that sweep, and attribution patching, side by side in
 one run, with the speed-up over TransformerLens and the largest difference from its numbers. On a
 GPU it also prints the FLOP floor of the sweep (every patched forward pass, counted with
@@ -112,20 +112,20 @@ def _timed(fn, device: str):
 
 
 def patching_prompts(tokenizer, n: int, seed: int = 0):
-    """``n`` clean IOI prompts of one held-out template, ``n`` corrupted ones (the same template with other
-    names, places and objects: Wang et al.'s "ABC" distribution), and the clean IO / S token ids."""
+    """``n`` clean IOI prompts of one held-out template, their ABC corruptions (IO, S1, S2 replaced by three
+    other names, Wang et al.), and the clean IO / S token ids."""
     from mechrepro.data import vocab as V
     from mechrepro.models.capabilities import single_token_words
-    from mechrepro.tasks.ioi import make_ioi_prompts
+    from mechrepro.tasks.ioi import abc_corruption, make_ioi_prompts
 
     names = single_token_words(tokenizer, V.NAMES)[0]
     places, objects = single_token_words(tokenizer, V.PLACES)[0], single_token_words(tokenizer, V.OBJECTS)[0]
-    sets = [make_ioi_prompts(tokenizer, 6 * n, seed + k, names=names, places=places, objects=objects) for k in (0, 1)]
-    template = sets[0].templates[0]
-    pick = [[i for i, t in enumerate(p.templates) if t == template][:n] for p in sets]
-    clean = torch.tensor([sets[0].tokens[i] for i in pick[0]])
-    corrupted = torch.tensor([sets[1].tokens[i] for i in pick[1]])
-    return clean, corrupted, sets[0].io[pick[0]], sets[0].s[pick[0]]
+    p = make_ioi_prompts(tokenizer, 3 * n, seed, names=names, places=places, objects=objects)
+    keep = [i for i, t in enumerate(p.templates) if t == p.templates[0]][:n]
+    abc = abc_corruption(tokenizer, p, seed + 1, names=names)
+    clean = torch.tensor([p.tokens[i] for i in keep])
+    corrupted = torch.tensor([abc.tokens[i] for i in keep])
+    return clean, corrupted, p.io[keep], p.s[keep]
 
 
 def _patching(args) -> None:
