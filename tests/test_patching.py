@@ -62,11 +62,18 @@ def test_every_variants_equal_transformer_lens(models, tokens, kind, tl_fn):
     torch.testing.assert_close(patch_every(model, kind, metric, *tokens), ref, atol=1e-4, rtol=0)
 
 
-def test_last_position_only_and_restricted_axes_agree(models, tokens):
+@pytest.mark.parametrize("name", ["gpt2-like", "attn-only-shortformer"])
+@pytest.mark.parametrize("kind", ["head_by_pos", "resid_pre", "k_by_pos", "pattern_by_pos", "head_all_pos"])
+def test_last_position_only_agrees(models, tokens, name, kind):
+    model = models[name]
+    full = patch_sweep(model, kind, metric, *tokens)
+    last = patch_sweep(model, kind, metric, *tokens, last_position_only=True)
+    torch.testing.assert_close(full, last, atol=2e-5, rtol=0)
+
+
+def test_restricted_axes_agree(models, tokens):
     model = models["gpt2-like"]
     full = patch_sweep(model, "head_by_pos", metric, *tokens)
-    last = patch_sweep(model, "head_by_pos", metric, *tokens, last_position_only=True)
-    torch.testing.assert_close(full, last, atol=1e-5, rtol=0)
     part = patch_sweep(model, "head_by_pos", metric, *tokens, layers=[2, 0], positions=[-1], heads=[1])
     torch.testing.assert_close(part[:, 0, 0], full[[2, 0], -1, 1], atol=1e-5, rtol=0)
 

@@ -237,7 +237,7 @@ def patch_sweep(model: HookedTransformer, kind: str, metric: Metric, clean_token
                 return torch.where(mask, src.unsqueeze(0), v).view_as(act)
 
             with model.hooks(fwd_hooks=[(names[layer], hook)]):
-                resid = _run_suffix(model, base_cache, layer, p, n, width, n_pos)
+                resid = _run_suffix(model, base_cache, layer, p, n, width, n_pos, last_position_only)
             logits = _final_logits(model, resid, last_position_only)
             if p > 0 and not last_position_only:  # positions before p: the base run's logits
                 logits = torch.cat([base_logits[:, :p].repeat(n, 1, 1), logits], dim=1)
@@ -266,29 +266,65 @@ def _window(s: Sweep, mask: Tensor, src: Tensor, p: int, width: int | None) -> t
 
 
 def _run_suffix(model: HookedTransformer, base_cache, layer: int, p: int, n: int, width: int | None,
-                n_pos: int) -> Tensor:
+                n_pos: int, last_only: bool = False) -> Tensor:
     """Blocks ``layer``.. on positions p.. of ``n`` copies of the base run (keys and values of earlier
     positions from its cache); with ``width`` 1, block ``layer`` runs on position p alone and the later
-    positions enter the next block unchanged. Returns the final residual stream [n*batch, n_pos - p, d_model]."""
-    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
+    positions enter the next block unchanged. With ``last_only`` the final block (when it is not the
+    patched one) computes only the keys and values of the other positions and the whole block for the last.
+    Returns the final residual stream [n*batch, positions computed, d_model]."""
     c = model.cfg
     end = n_pos if width is None else p + width
     resid = base_cache[utils.get_act_name("resid_pre", layer)][:, p:end].repeat(n, 1, 1)
     for i in range(layer, c.n_layers):
-        entry = None
+        past = None
         if p > 0:
-            entry = TransformerLensKeyValueCacheEntry(
-                past_keys=base_cache[utils.get_act_name("k", i)][:, :p].repeat(n, 1, 1, 1),
-                past_values=base_cache[utils.get_act_name("v", i)][:, :p].repeat(n, 1, 1, 1), frozen=True)
+            past = (base_cache[utils.get_act_name("k", i)][:, :p].repeat(n, 1, 1, 1),
+                    base_cache[utils.get_act_name("v", i)][:, :p].repeat(n, 1, 1, 1))
         pos_embed = None
         if c.positional_embedding_type == "shortformer":
             pos_embed = base_cache["hook_pos_embed"][:, p:p + resid.shape[1]].repeat(n, 1, 1)
+        if last_only and i == c.n_layers - 1 and i > layer and resid.shape[1] > 1 and _plain_block(c):
+            # Only the last position's output is read. Its keys and values: recomputed where the residual
+            # changed -- right after a local patch, position p alone; the base run's elsewhere.
+            changed = 1 if (i == layer + 1 and width == 1) else resid.shape[1] - 1
+            past = _extend_kv(model.blocks[i], resid[:, :changed],
+                              None if pos_embed is None else pos_embed[:, :changed], past)
+            if changed < resid.shape[1] - 1:
+                k, v = (base_cache[utils.get_act_name(a, i)][:, p + changed:n_pos - 1].repeat(n, 1, 1, 1)
+                        for a in ("k", "v"))
+                past = (torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1))
+            resid, pos_embed = resid[:, -1:], None if pos_embed is None else pos_embed[:, -1:]
+        entry = None
+        if past is not None:
+            from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+            entry = TransformerLensKeyValueCacheEntry(past_keys=past[0], past_values=past[1], frozen=True)
         resid = model.blocks[i](resid, past_kv_cache_entry=entry, shortformer_pos_embed=pos_embed)
         if i == layer and end < n_pos:  # positions after a local patch leave this block as in the base run
             rest = base_cache[utils.get_act_name("resid_post", i)][:, end:]
             resid = torch.cat([resid, rest.repeat(n, 1, 1)], dim=1)
     return resid
+
+
+def _plain_block(cfg) -> bool:
+    """Pre-norm blocks with learned or shortformer positions: where :func:`_extend_kv` reproduces the keys
+    and values exactly as the block computes them."""
+    return (cfg.positional_embedding_type in ("standard", "shortformer") and not cfg.use_attn_in
+            and not cfg.use_split_qkv_input and cfg.original_architecture not in _POST_NORM)
+
+
+_POST_NORM = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
+
+
+def _extend_kv(block, resid: Tensor, pos_embed: Tensor | None, past: tuple[Tensor, Tensor] | None
+               ) -> tuple[Tensor, Tensor]:
+    """The block's keys and values for ``resid``'s positions (as its forward computes them), after ``past``."""
+    x = block.ln1(resid)
+    kq = x + (0.0 if pos_embed is None else pos_embed)
+    _, k, v = block.attn.calculate_qkv_matrices(kq, kq, x)
+    if past is None:
+        return k, v
+    return torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)
 
 
 def patch_every(model: HookedTransformer, kind: str, metric: Metric, clean_tokens: Tensor,
