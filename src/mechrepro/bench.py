@@ -28,6 +28,7 @@ from transformer_lens import HookedTransformer
 
 from mechrepro.models.registry import REGISTRY, ToyRecipe, get_spec
 from mechrepro.models.train import lm_loss
+from mechrepro.techniques.patching import SWEEPS
 
 
 def matmul_peak_gflops(n: int = 1024, seconds: float = 1.0, device: str = "cpu") -> float:
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("patching", help="activation-patching sweep: ours vs TransformerLens vs attribution")
     p.add_argument("--model", default="toy-lm")
     p.add_argument("--sweep", default="head_by_pos", help="one of: " + ", ".join(
-        k for k, v in __import__("mechrepro.techniques.patching", fromlist=["SWEEPS"]).SWEEPS.items() if v.reference))
+        k for k, v in SWEEPS.items() if v.reference))
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--models-dir", default="results/toy/models", help="where toy models were trained")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if visible)")

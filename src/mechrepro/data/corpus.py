@@ -96,10 +96,8 @@ class _DocWriter:
     def __init__(self, rng: np.random.Generator, n_ctx: int):
         self.rng, self.n_ctx = rng, n_ctx
         self.toks: list[str] = [BOS]
-        self.lat = {k: [0] for k in LATENTS}
-        self.lat["template"] = [-1]
-        self.lat["order"] = [-1]
-        self.lat["family"] = [-1]
+        # BOS: no family, role, template or order
+        self.lat = {"is_repeat": [False], "family": [-1], "role": [0], "template": [-1], "order": [-1], "year": [0]}
         self.spans: list[list[str]] = []  # phrases that may be recalled later
         self.cast = {
             "names": list(rng.choice(V.NAMES, size=3, replace=False)),

@@ -19,6 +19,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 from mechrepro.data import vocab as V
+from mechrepro.data.tokenizer import single_token_id
 from mechrepro.tasks.greater_than import evaluate_greater_than, make_year_prompts
 from mechrepro.tasks.ioi import IOIPrompts, evaluate_ioi, ioi_metrics, make_ioi_prompts
 from mechrepro.tasks.prompts import last_token_logits
@@ -29,8 +30,11 @@ def single_token_words(tokenizer, words) -> tuple[list[str], list[str]]:
     """(kept, dropped): the words that are / are not one token with a leading space."""
     kept, dropped = [], []
     for w in words:
-        ids = tokenizer.encode(" " + w, add_special_tokens=False)
-        (kept if len(ids) == 1 and ids[0] != tokenizer.unk_token_id else dropped).append(w)
+        try:
+            single_token_id(tokenizer, " " + w)
+            kept.append(w)
+        except ValueError:
+            dropped.append(w)
     return kept, dropped
 
 
@@ -40,8 +44,7 @@ def _subset(p: IOIPrompts, mask: list[bool]) -> IOIPrompts:
                       [p.templates[i] for i in idx], [p.orders[i] for i in idx])
 
 
-def _ioi_breakdown(model: HookedTransformer, prompts: IOIPrompts) -> list[dict]:
-    logits = last_token_logits(model, prompts.tokens)
+def _ioi_breakdown(logits: torch.Tensor, prompts: IOIPrompts) -> list[dict]:
     rows = []
     for key, values in (("template", prompts.templates), ("order", prompts.orders)):
         for v in sorted(set(values)):
@@ -62,7 +65,8 @@ def evaluate_capabilities(model: HookedTransformer, tokenizer, *, n_ioi: int, n_
     ioi_train = make_ioi_prompts(tokenizer, n_ioi, seed + 1, heldout=False, names=names, places=places,
                                  objects=objects)
     years = make_year_prompts(tokenizer, n_years, seed, events=events)
-    metrics = {**evaluate_ioi(model, ioi), **evaluate_greater_than(model, years, tokenizer)}
+    ioi_logits = last_token_logits(model, ioi.tokens)
+    metrics = {**ioi_metrics(ioi_logits, ioi), **evaluate_greater_than(model, years, tokenizer)}
     metrics["ioi_accuracy_train_templates"] = evaluate_ioi(model, ioi_train)["ioi_accuracy"]
     if heldout_tokens is not None:
         metrics["heldout_loss"] = float(per_token_loss(model, heldout_tokens[:, : model.cfg.n_ctx]).mean())
@@ -72,7 +76,7 @@ def evaluate_capabilities(model: HookedTransformer, tokenizer, *, n_ioi: int, n_
         ok = math.isfinite(value) and value >= bar
         checks.append({"metric": metric, "bar": f">= {bar:g}", "value": value, "status": "pass" if ok else "fail"})
     return {
-        "metrics": metrics, "checks": checks, "ioi_breakdown": _ioi_breakdown(model, ioi),
+        "metrics": metrics, "checks": checks, "ioi_breakdown": _ioi_breakdown(ioi_logits, ioi),
         "examples": {"ioi": ioi.texts[:3], "greater_than": years.texts[:3]},
         "dropped_words": {"names": dropped_names, "places": dropped_places, "objects": dropped_objects,
                           "events": dropped_events},

@@ -73,7 +73,11 @@ def _sample_year(tokenizer, rng: np.random.Generator, tries: int = 1000) -> tupl
 
 def prob_diff(logits: torch.Tensor, start_yy: torch.Tensor, yy_ids: torch.Tensor) -> torch.Tensor:
     """Per-prompt probability difference from final-position logits [prompt vocab]."""
-    p = torch.softmax(logits.float(), dim=-1)[:, yy_ids]  # [prompt 100]
+    return _prob_diff(torch.softmax(logits.float(), dim=-1)[:, yy_ids], start_yy)
+
+
+def _prob_diff(p: torch.Tensor, start_yy: torch.Tensor) -> torch.Tensor:
+    """From probabilities of "00".."99" [prompt 100]."""
     later = torch.arange(100)[None, :] > start_yy[:, None]
     out = (p * later).sum(-1) - (p * ~later).sum(-1)
     if not torch.isfinite(out).all():
@@ -84,7 +88,6 @@ def prob_diff(logits: torch.Tensor, start_yy: torch.Tensor, yy_ids: torch.Tensor
 def evaluate_greater_than(model: HookedTransformer, prompts: YearPrompts, tokenizer) -> dict[str, float]:
     logits = last_token_logits(model, prompts.tokens)
     yy_ids = two_digit_ids(tokenizer)
-    pd_ = prob_diff(logits, prompts.start_yy, yy_ids)
     p = torch.softmax(logits.float(), dim=-1)[:, yy_ids]
-    return {"gt_prob_diff": float(pd_.mean()), "gt_year_mass": float(p.sum(-1).mean()),
+    return {"gt_prob_diff": float(_prob_diff(p, prompts.start_yy).mean()), "gt_year_mass": float(p.sum(-1).mean()),
             "gt_n_prompts": len(logits)}

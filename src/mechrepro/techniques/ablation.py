@@ -46,9 +46,6 @@ def ablated_per_token_losses(model: HookedTransformer, tokens: Int[Tensor, "batc
         raise ValueError(f"ablation method must be 'zero' or 'mean', not {method!r}")
     if method == "mean" and means is None:
         raise ValueError("mean ablation needs the reference means (mean_head_outputs)")
-    for hs in head_sets:
-        for layer, head in hs:
-            hooks.check_head(model, layer, head)
     tokens = tokens.to(model.cfg.device)
     return ablate_head_sets(model, tokens, head_sets, lambda logits: per_token_loss_from_logits(logits, tokens),
                             replacement=means if method == "mean" else None)

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from transformer_lens import HookedTransformer, utils
+from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+from mechrepro.techniques.hooks import check_head
 
 Metric = Callable[[Tensor], Tensor]  # logits [batch pos vocab] -> scalar tensor
 
@@ -296,8 +299,6 @@ def _run_suffix(model: HookedTransformer, base_cache, layer: int, p: int, n: int
             resid, pos_embed = resid[:, -1:], None if pos_embed is None else pos_embed[:, -1:]
         entry = None
         if past is not None:
-            from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
             entry = TransformerLensKeyValueCacheEntry(past_keys=past[0], past_values=past[1], frozen=True)
         resid = model.blocks[i](resid, past_kv_cache_entry=entry, shortformer_pos_embed=pos_embed)
         if i == layer and end < n_pos:  # positions after a local patch leave this block as in the base run
@@ -526,9 +527,7 @@ def ablate_head_sets(model: HookedTransformer, tokens: Tensor, head_sets: Sequen
     masks = torch.zeros(len(head_sets), c.n_layers, c.n_heads, dtype=torch.bool)
     for i, hs in enumerate(head_sets):
         for layer, head in hs:
-            if not (0 <= layer < c.n_layers and 0 <= head < c.n_heads):
-                raise ValueError(f"head {layer}.{head} is out of range: the model has {c.n_layers} layers of "
-                                 f"{c.n_heads} heads")
+            check_head(model, layer, head)
             masks[i, layer, head] = True
     if replacement is not None and replacement.shape[1] < n_pos:
         raise ValueError(f"replacement covers {replacement.shape[1]} positions, the tokens have {n_pos}")
