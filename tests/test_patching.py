@@ -71,6 +71,25 @@ def test_last_position_only_agrees(models, tokens, name, kind):
     torch.testing.assert_close(full, last, atol=2e-5, rtol=0)
 
 
+@pytest.mark.parametrize("attn_only", [False, True])
+@pytest.mark.parametrize("kind", ["head_by_pos", "q_by_pos", "attn_out", "mlp_out", "resid_mid"])
+def test_one_query_fast_path_equals_transformer_lens(tokens, kind, attn_only):
+    """Last-position local sweeps take the one-query-per-variant path (every position of a layer in one
+    batch, hand-written attention). In a 3-layer model its three branches run: patch in the last layer, in
+    the one before, and deeper."""
+    model = _model(attn_only=attn_only)
+    if attn_only and kind in ("mlp_out", "resid_mid"):
+        return
+    ref = reference_sweep(model, kind, metric, *tokens)
+    ours = patch_sweep(model, kind, metric, *tokens, last_position_only=True, memory_budget=20_000)
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
+    assert ours.std() > 1e-3
+    for ablation in ("zero", "mean", "resample"):  # and against the general path, for the ablations
+        slow = patch_sweep(model, kind, metric, tokens[0], ablation=ablation)
+        fast = patch_sweep(model, kind, metric, tokens[0], ablation=ablation, last_position_only=True)
+        torch.testing.assert_close(fast, slow, atol=2e-5, rtol=0)
+
+
 def test_restricted_axes_agree(models, tokens):
     model = models["gpt2-like"]
     full = patch_sweep(model, "head_by_pos", metric, *tokens)

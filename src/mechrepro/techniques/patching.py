@@ -206,11 +206,14 @@ def patch_sweep(model: HookedTransformer, kind: str, metric: Metric, clean_token
     first = min(layers_)
     keep = {utils.get_act_name(a, la) for la in range(first, c.n_layers) for a in ("resid_pre", "resid_post", "k", "v")}
     keep |= {"hook_pos_embed"} | (set(names.values()) if ablation is not None else set())
-    base_logits, base_cache = model.run_with_cache(base_tokens.to(device), names_filter=lambda n: n in keep)
-    if ablation is None:
-        _, src_cache = model.run_with_cache(source_tokens.to(device), names_filter=lambda n: n in set(names.values()))
-        sources = {layer: src_cache[names[layer]] for layer in layers_}
+    if ablation is None:  # the base and the source run as one batch
+        both = torch.cat([base_tokens, source_tokens]).to(device)
+        keep |= set(names.values())
+        logits, cache = model.run_with_cache(both, names_filter=lambda n: n in keep)
+        base_logits, base_cache = logits[:batch], {k: v[:batch] for k, v in cache.items()}
+        sources = {layer: cache[names[layer]][batch:] for layer in layers_}
     else:
+        base_logits, base_cache = model.run_with_cache(base_tokens.to(device), names_filter=lambda n: n in keep)
         sources = {layer: _ablation_source(base_cache[names[layer]], ablation, seed) for layer in layers_}
 
     # Causal attention: a patch at position p leaves every position before p as in the base run, at every
@@ -226,6 +229,25 @@ def patch_sweep(model: HookedTransformer, kind: str, metric: Metric, clean_token
     budget = memory_budget or default_memory_budget(device)
     chunk = max(1, budget // _per_variant_bytes(model, batch, n_pos, last_position_only))
     bar = tqdm(total=len(variants), desc=f"patch {kind}", disable=not progress, mininterval=1.0)
+    if last_position_only and s.act in LOCAL and s.act != "pattern" and "pos" in s.axes and _simple_attention(c):
+        # Every position of a layer in one batch: each variant's query attends to the base keys before its p.
+        by_layer: dict[int, list[int]] = {}
+        for i, v in enumerate(variants):
+            by_layer.setdefault(v[0], []).append(i)
+        groups = {}
+        for layer, members in by_layer.items():
+            if layer == c.n_layers - 1:  # a final-layer patch before the last position never reaches it
+                untouched = [i for i in members if variants[i][1 + s.axes.index("pos")] != n_pos - 1]
+                if untouched:
+                    out[untouched] = metric(base_logits[:, -1:])
+                    bar.update(len(untouched))
+                members = sorted(set(members) - set(untouched))
+            for i in range(0, len(members), chunk):
+                ids = members[i:i + chunk]
+                axes = [dict(zip(s.axes, variants[j][1:], strict=True)) for j in ids]
+                resid = _run_local_by_pos(model, s, layer, sources[layer], base_cache, axes, n_pos)
+                out[ids] = _metrics(metric, _final_logits(model, resid, True), len(ids), batch)
+                bar.update(len(ids))
     for (layer, pos), members in groups.items():
         p = pos or 0
         width = 1 if pos is not None and s.act in LOCAL else None
@@ -244,12 +266,117 @@ def patch_sweep(model: HookedTransformer, kind: str, metric: Metric, clean_token
             logits = _final_logits(model, resid, last_position_only)
             if p > 0 and not last_position_only:  # positions before p: the base run's logits
                 logits = torch.cat([base_logits[:, :p].repeat(n, 1, 1), logits], dim=1)
-            for j, oi in enumerate(ids):
-                out[oi] = metric(logits[j * batch:(j + 1) * batch])
+            out[ids] = _metrics(metric, logits, n, batch)
             bar.update(n)
     bar.close()
     shape = [len(layers_)] + [len({"pos": positions_, "head": heads_}[ax]) for ax in s.axes]
     return _checked(out.cpu(), f"patch sweep {kind!r}").view(shape)
+
+
+def _metrics(metric: Metric, logits: Tensor, n: int, batch: int) -> Tensor:
+    """``metric`` of each of the ``n`` variants stacked in ``logits`` [n*batch, ...]: vectorised with
+    ``torch.vmap`` when the metric allows it (pure tensor code), one call per variant otherwise."""
+    stacked = logits.view(n, batch, *logits.shape[1:])
+    try:
+        values = torch.vmap(metric)(stacked)
+        if values.shape == (n,):
+            return values
+    except Exception:  # noqa: BLE001 -- a metric vmap cannot trace (e.g. it calls .item()): call it per variant
+        pass
+    return torch.stack([metric(stacked[j]) for j in range(n)])
+
+
+def _run_local_by_pos(model: HookedTransformer, s: Sweep, layer: int, source: Tensor, base_cache,
+                      axes: list[dict[str, int]], n_pos: int) -> Tensor:
+    """Final residual stream at the last position [n*batch, 1, d_model] for ``n`` local patches of block
+    ``layer``, each at its own position p (and head), run together.
+
+    Block ``layer`` runs one query per variant, at p, against the base run's keys and values before p
+    (shared by all variants, never copied). Only the residual stream at p leaves the block changed. If the
+    next block is the last, it runs the last position's query alone, on the base keys and values with
+    position p recomputed; deeper models run the later blocks on every position."""
+    c, end = model.cfg, n_pos - 1
+    n = len(axes)
+    dev = source.device
+    P = torch.tensor([a["pos"] for a in axes], device=dev)
+    src = source[:, P].transpose(0, 1).contiguous()  # [n b ...]
+    if "head" in axes[0]:
+        sel = torch.zeros(n, 1, c.n_heads, 1, dtype=torch.bool, device=dev)
+        sel[torch.arange(n, device=dev), 0, [a["head"] for a in axes]] = True
+    else:
+        sel = torch.ones((), dtype=torch.bool, device=dev)
+
+    def patch(name: str, act: Tensor) -> Tensor:
+        return torch.where(sel, src, act) if name == s.act else act
+
+    kv = [base_cache[utils.get_act_name(a, layer)] for a in ("k", "v")]
+    visible = torch.arange(n_pos, device=dev)[None] < P[:, None]  # [n key]: keys before p
+    resid = base_cache[utils.get_act_name("resid_pre", layer)][:, P].transpose(0, 1).contiguous()  # [n b d]
+    new = _one_query_block(model.blocks[layer], resid, kv[0], kv[1], visible, patch)
+    post = base_cache[utils.get_act_name("resid_post", layer)]
+    at_end = (P == end)[:, None, None]
+    if layer == c.n_layers - 1:
+        return torch.where(at_end, new, post[None, :, end]).flatten(0, 1)[:, None]
+    if layer == c.n_layers - 2:
+        block = model.blocks[layer + 1]
+        k_new, v_new = _extend_kv(block, new, None, None)  # [n b head d_head]: keys/values at p
+        kv = [base_cache[utils.get_act_name(a, layer + 1)][:, :end] for a in ("k", "v")]
+        query = torch.where(at_end, new, post[None, :, end])
+        out = _one_query_block(block, query, kv[0], kv[1], None, None, (P, k_new, v_new))
+        return out.flatten(0, 1)[:, None]
+    full = post.unsqueeze(0).repeat(n, 1, 1, 1)  # [n b pos d]
+    full[torch.arange(n, device=dev), :, P] = new
+    return _run_suffix(model, base_cache, layer + 1, 0, n, None, n_pos, True, resid=full.flatten(0, 1))
+
+
+def _simple_attention(cfg) -> bool:
+    """Configurations whose blocks :func:`_one_query_block` reproduces: pre-norm, learned absolute positions,
+    plain causal softmax attention (no soft-cap, sinks, grouped keys, local windows or QK-norm)."""
+    from transformer_lens.utilities.activation_functions import softcap_enabled
+
+    return (_plain_block(cfg) and cfg.positional_embedding_type == "standard" and cfg.attention_dir == "causal"
+            and not (cfg.use_attn_result or cfg.use_local_attn or cfg.use_attention_sinks or cfg.use_logn_attn
+                     or cfg.use_qk_norm or cfg.load_in_4bit or cfg.parallel_attn_mlp
+                     or cfg.use_normalization_before_and_after or cfg.use_hook_mlp_in)
+            and cfg.n_key_value_heads is None and cfg.clip_qkv is None
+            and not softcap_enabled(cfg.attn_scores_soft_cap))
+
+
+def _one_query_block(block, resid: Tensor, keys: Tensor, values: Tensor, visible: Tensor | None,
+                     patch: Callable[[str, Tensor], Tensor] | None,
+                     replace: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+    """One transformer block for one query per (variant, prompt): ``resid`` [n b d_model] attends to the
+    shared base ``keys``/``values`` [b key head d_head] (``visible`` [n key] selects them per variant) and
+    to its own key and value. ``replace`` = (positions [n], keys, values [n b head d_head]) swaps one base
+    key/value per variant. ``patch(act_name, act)`` may replace q, z, attn_out, resid_mid or mlp_out on the
+    way. The same arithmetic as TransformerLens's block (checked against it in tests/test_patching.py)."""
+    attn, patch = block.attn, patch or (lambda name, act: act)
+    x = block.ln1(resid)
+    q, k_self, v_self = attn.calculate_qkv_matrices(x, x, x)  # [n b head d_head]
+    q = patch("q", q)
+    scores = torch.einsum("nbhd,bjhd->nbhj", q, keys)
+    if replace is not None:  # one key/value per variant differs from the base: correct its score and value
+        pos, k_rep, v_rep = replace
+        inner = pos < keys.shape[1]
+        idx = pos.clamp(max=keys.shape[1] - 1)
+        onehot = (torch.nn.functional.one_hot(idx, keys.shape[1]) * inner[:, None]).to(q.dtype)  # [n key]
+        rows = torch.arange(keys.shape[0], device=keys.device)[None, :]
+        scores = scores + onehot[:, None, None] * (q * (k_rep - keys[rows, idx[:, None]])).sum(-1, keepdim=True)
+    if visible is not None:
+        scores = scores.masked_fill(~visible[:, None, None, :], float("-inf"))
+    scores = torch.cat([scores, (q * k_self).sum(-1, keepdim=True)], dim=-1) / attn.attn_scale
+    pattern = torch.softmax(scores, dim=-1)
+    z = torch.einsum("nbhj,bjhd->nbhd", pattern[..., :-1], values) + pattern[..., -1:] * v_self
+    if replace is not None:
+        z = z + (pattern[..., :-1] * onehot[:, None, None]).sum(-1, keepdim=True) * (v_rep - values[rows, idx[:, None]])
+    z = patch("z", z)
+    w = attn.W_O.flatten(0, 1)  # [(head d_head) d_model]
+    attn_out = patch("attn_out", z.flatten(-2) @ w + attn.b_O)
+    if block.cfg.attn_only:
+        return resid + attn_out
+    resid_mid = patch("resid_mid", resid + attn_out)
+    mlp_out = patch("mlp_out", block.mlp(block.ln2(resid_mid)))
+    return resid_mid + mlp_out
 
 
 # Activations whose patch at position p changes only position p of their layer's output.
@@ -269,15 +396,17 @@ def _window(s: Sweep, mask: Tensor, src: Tensor, p: int, width: int | None) -> t
 
 
 def _run_suffix(model: HookedTransformer, base_cache, layer: int, p: int, n: int, width: int | None,
-                n_pos: int, last_only: bool = False) -> Tensor:
+                n_pos: int, last_only: bool = False, resid: Tensor | None = None) -> Tensor:
     """Blocks ``layer``.. on positions p.. of ``n`` copies of the base run (keys and values of earlier
     positions from its cache); with ``width`` 1, block ``layer`` runs on position p alone and the later
     positions enter the next block unchanged. With ``last_only`` the final block (when it is not the
     patched one) computes only the keys and values of the other positions and the whole block for the last.
+    ``resid`` replaces the base run's input to block ``layer``.
     Returns the final residual stream [n*batch, positions computed, d_model]."""
     c = model.cfg
     end = n_pos if width is None else p + width
-    resid = base_cache[utils.get_act_name("resid_pre", layer)][:, p:end].repeat(n, 1, 1)
+    if resid is None:
+        resid = base_cache[utils.get_act_name("resid_pre", layer)][:, p:end].repeat(n, 1, 1)
     for i in range(layer, c.n_layers):
         past = None
         if p > 0:
@@ -475,8 +604,7 @@ def path_patch(model: HookedTransformer, metric: Metric, clean_tokens: Tensor, c
             logits = _final_logits(model, resid.flatten(0, 1), False)
         else:
             logits = _receiver_run(model, clean, recv, part, deltas, n, batch)
-        for j in range(n):
-            out[i + j] = metric(logits[j * batch:(j + 1) * batch])
+        out[i:i + n] = _metrics(metric, logits, n, batch)
     out = _checked(out.cpu(), "path patching")
     return out.view(c.n_layers, c.n_heads) if grid else out
 
