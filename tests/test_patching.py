@@ -200,6 +200,9 @@ def test_path_patching_equals_the_three_step_reference(models, tokens, name, rec
         last = max(la for la, _, _ in receivers)
         assert ours[last:].flatten().tolist() == pytest.approx([clean_metric] * (3 * (3 - last)), abs=1e-5)
     assert (ours - clean_metric).abs().max() > 1e-4  # some sender reaches the receivers
+    last = path_patch(model, metric, *tokens, receivers=receivers, last_position_only=True, sender_positions=[1, 6])
+    full = path_patch(model, metric, *tokens, receivers=receivers, sender_positions=[1, 6])
+    torch.testing.assert_close(last, full, atol=2e-5, rtol=0)
 
 
 def test_path_patching_bad_receivers(models, tokens):

@@ -562,12 +562,14 @@ def _check_receivers(model: HookedTransformer, receivers) -> list[Receiver]:
 @torch.inference_mode()
 def path_patch(model: HookedTransformer, metric: Metric, clean_tokens: Tensor, corrupted_tokens: Tensor,
                receivers="logits", senders: Sequence[tuple[int, int]] | None = None,
-               sender_positions: Sequence[int] | None = None, memory_budget: int | None = None) -> Tensor:
+               sender_positions: Sequence[int] | None = None, memory_budget: int | None = None,
+               last_position_only: bool = False) -> Tensor:
     """Metric when each sender head (alone) is path-patched from the corrupted run to ``receivers``.
 
     ``senders`` None sweeps every head: the result is [layer, head] (heads not upstream of any receiver
     leave the clean metric). Otherwise [len(senders)]. ``sender_positions`` restricts where the
-    senders' outputs are patched (default: every position).
+    senders' outputs are patched (default: every position). ``last_position_only``: the metric sees logits
+    [batch, 1, vocab] of the final position only (far less work with a large vocabulary).
     """
     _check_tokens(model, clean_tokens, corrupted_tokens)
     c = model.cfg
@@ -593,7 +595,7 @@ def path_patch(model: HookedTransformer, metric: Metric, clean_tokens: Tensor, c
 
     batch = clean_tokens.shape[0]
     budget = memory_budget or default_memory_budget(c.device)
-    chunk = max(1, budget // _per_variant_bytes(model, batch, n_pos, False))
+    chunk = max(1, budget // _per_variant_bytes(model, batch, n_pos, last_position_only))
     out = torch.empty(len(send), device=c.device)
     for i in range(0, len(send), chunk):
         part = send[i:i + chunk]
@@ -601,15 +603,15 @@ def path_patch(model: HookedTransformer, metric: Metric, clean_tokens: Tensor, c
         deltas = torch.stack([delta(la, h) for la, h in part])  # [n batch pos d_model]
         if not recv:
             resid = clean[utils.get_act_name("resid_post", c.n_layers - 1)][None] + deltas
-            logits = _final_logits(model, resid.flatten(0, 1), False)
+            logits = _final_logits(model, resid.flatten(0, 1), last_position_only)
         else:
-            logits = _receiver_run(model, clean, recv, part, deltas, n, batch)
+            logits = _receiver_run(model, clean, recv, part, deltas, n, batch, last_position_only)
         out[i:i + n] = _metrics(metric, logits, n, batch)
     out = _checked(out.cpu(), "path patching")
     return out.view(c.n_layers, c.n_heads) if grid else out
 
 
-def _receiver_run(model, clean, recv, part, deltas, n, batch) -> Tensor:
+def _receiver_run(model, clean, recv, part, deltas, n, batch, last_only) -> Tensor:
     """Clean run from the first receiver layer on, with each receiver's q/k/v input replaced by the clean
     residual stream plus the sender's change (senders at or after a receiver's layer do not reach it)."""
     c = model.cfg
@@ -630,17 +632,17 @@ def _receiver_run(model, clean, recv, part, deltas, n, batch) -> Tensor:
     model.set_use_split_qkv_input(True)
     try:
         with model.hooks(fwd_hooks=hooks):
-            resid = _run_suffix(model, clean, first, 0, n, None, clean[utils.get_act_name("resid_pre", first)].shape[1])
+            resid = _run_suffix(model, clean, first, 0, n, None, clean[utils.get_act_name("resid_pre", first)].shape[1],
+                                last_only)
     finally:
         model.set_use_split_qkv_input(split)
-    return _final_logits(model, resid, False)
+    return _final_logits(model, resid, last_only)
 
 
 # ---------------------------------------------------------------------------------------------
 # Ablating *sets* of heads at once (Olsson et al. 2022's ablations), batched the same way: each set is
 # one variant on the batch dimension; a head's output z is replaced by zero or by a given value.
 
-@torch.inference_mode()
 def ablate_head_sets(model: HookedTransformer, tokens: Tensor, head_sets: Sequence[Sequence[tuple[int, int]]],
                      metric: Callable[[Tensor], Tensor], replacement: Tensor | None = None,
                      memory_budget: int | None = None) -> list[Tensor]:
@@ -651,28 +653,43 @@ def ablate_head_sets(model: HookedTransformer, tokens: Tensor, head_sets: Sequen
     """
     _check_tokens(model, tokens, None)
     c = model.cfg
-    batch, n_pos = tokens.shape
     masks = torch.zeros(len(head_sets), c.n_layers, c.n_heads, dtype=torch.bool)
     for i, hs in enumerate(head_sets):
         for layer, head in hs:
             check_head(model, layer, head)
             masks[i, layer, head] = True
+    masks = masks[:, :, None, :].expand(-1, -1, tokens.shape[1], -1)
+    return ablate_masks(model, tokens, masks, metric, replacement, memory_budget)
+
+
+@torch.inference_mode()
+def ablate_masks(model: HookedTransformer, tokens: Tensor, masks: Tensor, metric: Callable[[Tensor], Tensor],
+                 replacement: Tensor | None = None, memory_budget: int | None = None) -> list[Tensor]:
+    """``metric(logits)`` for each boolean mask [set, layer, pos, head] of head outputs ``z`` replaced (by zero,
+    or by ``replacement`` [layer, pos, head, d_head]) at the positions it marks: every set one variant on the
+    batch dimension, layers before the first ablated one taken from one clean run."""
+    _check_tokens(model, tokens, None)
+    c = model.cfg
+    batch, n_pos = tokens.shape
+    if masks.ndim != 4 or tuple(masks.shape[1:]) != (c.n_layers, n_pos, c.n_heads):
+        raise ValueError(f"masks must be [set, {c.n_layers} layers, {n_pos} positions, {c.n_heads} heads], "
+                         f"got {tuple(masks.shape)}")
     if replacement is not None and replacement.shape[1] < n_pos:
         raise ValueError(f"replacement covers {replacement.shape[1]} positions, the tokens have {n_pos}")
-    start = int(masks.any(dim=(0, 2)).nonzero().min()) if masks.any() else c.n_layers - 1
+    start = int(masks.any(dim=(0, 2, 3)).nonzero().min()) if masks.any() else c.n_layers - 1
     keep = {utils.get_act_name("resid_pre", start), "hook_pos_embed"}
     _, cache = model.run_with_cache(tokens.to(c.device), names_filter=lambda n: n in keep)
     budget = memory_budget or default_memory_budget(c.device)
     chunk = max(1, budget // _per_variant_bytes(model, batch, n_pos, False))
     out: list[Tensor] = []
-    for i in range(0, len(head_sets), chunk):
+    for i in range(0, len(masks), chunk):
         m = masks[i:i + chunk].to(c.device)
         n = len(m)
         hooks = []
         for layer in range(start, c.n_layers):
             if not m[:, layer].any():
                 continue
-            sel = m[:, layer][:, None, None, :, None]  # [n 1 1 head 1]
+            sel = m[:, layer][:, None, :, :, None]  # [n 1 pos head 1]
             value = (replacement[layer, :n_pos].to(c.device) if replacement is not None
                      else torch.zeros((), device=c.device))
 
