@@ -19,7 +19,8 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
     ids = [tokenizer.bos_token_id, *tokenizer.encode(text, add_special_tokens=False)]
     if tokenizer.unk_token_id is not None and tokenizer.unk_token_id != tokenizer.bos_token_id \
             and tokenizer.unk_token_id in ids:
-        raise ValueError(f"prompt has a word this tokenizer does not know: {text!r}")
+        unknown = [w for w in text.split() if tokenizer.unk_token_id in tokenizer.encode(" " + w, add_special_tokens=False)]
+        raise ValueError(f"prompt has words this tokenizer does not know: {unknown or '?'} in {text!r}")
     return ids
 
 
