@@ -1,0 +1,190 @@
+"""IOI circuit discovery and validation (Wang et al. 2022 §3-4) against brute force and hand-built models."""
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig, utils
+
+from mechrepro.tasks.ioi import IOIConfig
+from mechrepro.tasks.ioi_circuit import class_match, copy_scores, discover, induction_rule, name_mover_rule
+from mechrepro.techniques import circuits as C
+from mechrepro.techniques.patching import ablate_masks
+
+CFG = IOIConfig(model="x", n_prompts=30, vocabulary="paper", exclude_templates=(), direct_threshold=0.05,
+                path_threshold=0.05, attention_threshold=0.2, copy_threshold=0.5, copy_top_k=1, n_random_k=4,
+                greedy_k=2, seed=0)
+
+
+def _model(n_layers=3, n_heads=3):
+    cfg = HookedTransformerConfig(n_layers=n_layers, d_model=16, n_heads=n_heads, d_head=4, d_mlp=24, n_ctx=12,
+                                  d_vocab=23, act_fn="gelu", normalization_type="LN", seed=3)
+    torch.manual_seed(3)
+    m = HookedTransformer(cfg, move_to_device=False).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(4) if p.ndim > 1 else p.normal_(0, 0.2)
+    return m
+
+
+@dataclass
+class Group:  # what the validation code needs of a prompt group
+    clean: torch.Tensor
+    corrupted: torch.Tensor
+    positions: dict
+    io: torch.Tensor
+    s: torch.Tensor
+
+    def metric(self, logits):
+        rows = torch.arange(len(self.io))
+        return (logits[rows, -1, self.io] - logits[rows, -1, self.s]).mean()
+
+
+def _groups(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n, length in ((3, 7), (2, 9)):  # two lengths: validation is per group, weighted by prompts
+        out.append(Group(torch.randint(0, 23, (n, length), generator=g), torch.randint(0, 23, (n, length), generator=g),
+                         {"io": 1, "s1": 2, "s1+1": 3, "s2": length - 3, "end": length - 1},
+                         torch.randint(0, 23, (n,), generator=g), torch.randint(0, 23, (n,), generator=g)))
+    return out
+
+
+def _brute(model, group, keep, means):
+    """Metric with head outputs replaced by ``means`` wherever ``keep`` [layer pos head] is False, hook by hook."""
+    def hook(z, hook):
+        la = hook.layer()
+        k = keep[la][None, :, :, None]
+        return torch.where(k, z, means[la][None])
+    hooks = [(utils.get_act_name("z", la), hook) for la in range(model.cfg.n_layers)]
+    with torch.no_grad():
+        return float(group.metric(model.run_with_hooks(group.clean, fwd_hooks=hooks)))
+
+
+def _means(model, group):
+    _, cache = model.run_with_cache(group.corrupted)
+    return torch.stack([cache["z", la].mean(0) for la in range(model.cfg.n_layers)])
+
+
+def test_ablate_masks_equals_hooks_by_brute_force():
+    model, group = _model(), _groups()[0]
+    g = torch.Generator().manual_seed(1)
+    masks = torch.rand((4, 3, 7, 3), generator=g) < 0.4
+    masks[0] = False  # the clean run
+    means = _means(model, group)
+    ours = ablate_masks(model, group.clean, masks, group.metric, replacement=means, memory_budget=30_000)
+    for m, o in zip(masks, ours, strict=True):
+        assert float(o) == pytest.approx(_brute(model, group, ~m, means), abs=1e-4)
+    with pytest.raises(ValueError, match="masks must be"):
+        ablate_masks(model, group.clean, masks[:, :2], group.metric)
+
+
+def _weighted(model, groups, keep_fn):
+    n = sum(len(g.io) for g in groups)
+    return sum(_brute(model, g, keep_fn(g), _means(model, g)) * len(g.io) / n for g in groups)
+
+
+def test_faithfulness_under_both_protocols_equals_brute_force():
+    model, groups = _model(), _groups()
+    ev = C.Evaluator(model, groups)
+    full = _weighted(model, groups, lambda g: torch.ones(3, g.clean.shape[1], 3, dtype=torch.bool))
+    assert ev.full == pytest.approx(full, abs=1e-4)
+    circuit = C.Circuit({"name_mover": ((2, 1),), "s_inhibition": ((1, 0), (1, 2))},
+                        {"name_mover": "end", "s_inhibition": "s2"})
+    for protocol in C.PROTOCOLS:
+        def keep(g, protocol=protocol):
+            k = torch.zeros(3, g.clean.shape[1], 3, dtype=torch.bool)
+            for (la, h), role in (((2, 1), "end"), ((1, 0), "s2"), ((1, 2), "s2")):
+                if protocol == "all_positions":
+                    k[la, :, h] = True
+                else:
+                    k[la, g.positions[role], h] = True
+            return k
+        row = C.faithfulness(ev, circuit, protocol)
+        assert row["F_C"] == pytest.approx(_weighted(model, groups, keep), abs=1e-4)
+        assert row["faithfulness"] == pytest.approx(row["F_C"] / full, rel=1e-4)
+        assert row["protocol_text"] == C.PROTOCOLS[protocol]
+    everything = C.Circuit({"all": tuple((la, h) for la in range(3) for h in range(3))}, {"all": "end"})
+    assert C.faithfulness(ev, everything, "all_positions")["faithfulness"] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="protocol"):
+        C.faithfulness(ev, circuit, "some")
+
+
+def test_completeness_and_minimality_by_brute_force():
+    model, groups = _model(), _groups()
+    ev = C.Evaluator(model, groups)
+    circuit = C.Circuit({"a": ((0, 1), (2, 1)), "b": ((1, 0),)}, {"a": "end", "b": "s2"})
+    rows = C.completeness(ev, circuit, "paper", n_random=3, greedy_k=2, seed=0)
+    empty = rows[0]
+    assert empty["kind"] == "empty" and empty["F_M_minus_K"] == pytest.approx(ev.full, abs=1e-4)
+
+    def f_c(removed):
+        return ev.metric(ev.circuit(circuit, "paper", removed))
+
+    def f_m(removed):
+        return ev.metric(ev.without(removed))
+    greedy = [r for r in rows if r["kind"] == "greedy"]
+    assert [r["size"] for r in greedy] == [1, 2]
+    singles = {h: abs(f_c((h,)) - f_m((h,))) / abs(ev.full) for h in circuit.heads}
+    assert greedy[0]["incompleteness"] == pytest.approx(max(singles.values()), abs=1e-5)
+    for r in C.minimality(ev, circuit, "paper"):
+        v = tuple(map(int, r["head"].split(".")))
+        alone = abs(f_c((v,)) - f_c(())) / abs(ev.full)
+        assert r["minimality"] >= alone - 1e-6  # the reported K is the better of K = {} and the class's others
+
+
+def test_circuit_check_names_heads_outside_the_model():
+    with pytest.raises(ValueError, match="9.9"):
+        C.Circuit({"name_mover": ((9, 9),)}, {"name_mover": "end"}).check(_model())
+
+
+def test_copy_scores_of_hand_built_copying_and_anti_copying_heads():
+    """One attention-only layer, embeddings and unembeddings the identity: a head whose OV circuit is the
+    identity copies every name (copy score 1, negative copy score 0); a head with OV = -identity the reverse."""
+    cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_heads=2, d_head=8, n_ctx=4, d_vocab=8, attn_only=True,
+                                  normalization_type=None, act_fn=None)
+    m = HookedTransformer(cfg, move_to_device=False).eval()
+    with torch.no_grad():
+        m.W_E.copy_(torch.eye(8))
+        m.W_U.copy_(torch.eye(8))
+        m.blocks[0].attn.W_V.copy_(torch.eye(8).expand(2, 8, 8))
+        m.blocks[0].attn.W_O.copy_(torch.stack([torch.eye(8), -torch.eye(8)]))
+        m.blocks[0].attn.b_O.zero_()
+        m.unembed.b_U.zero_()
+        m.blocks[0].attn.b_V.zero_()
+    pos, neg = copy_scores(m, torch.arange(8), top_k=1)
+    assert pos[0].tolist() == [1.0, 0.0] and neg[0].tolist() == [0.0, 1.0]
+
+
+def test_class_rules_on_given_tables():
+    direct = torch.tensor([[0.0, -0.10, -0.10], [0.20, 0.10, -0.01]])
+    attn_io = torch.tensor([[0.5, 0.5, 0.1], [0.5, 0.3, 0.9]])
+    copy = torch.tensor([[0.9, 0.9, 0.9], [0.0, 0.0, 0.9]])
+    neg = torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.1, 0.0]])
+    nm, nnm = name_mover_rule(direct, attn_io, copy, neg, CFG)
+    assert nm == ((0, 1),)  # (0, 2) does not attend to IO; (1, 2)'s effect is below the threshold
+    assert nnm == ((1, 0),)  # (1, 1) has no negative copy score
+    ind, dup = induction_rule(((0, 0), (0, 1)), torch.tensor([[0.6, 0.1]]), torch.tensor([[0.2, 0.5]]))
+    assert ind == ((0, 0),) and dup == ((0, 1),)
+
+
+def test_class_match_precision_and_recall():
+    ours = C.Circuit({"name_mover": ((9, 9), (1, 1)), "s_inhibition": ()}, {})
+    m = class_match(ours, {"name_mover": [(9, 9), (10, 0), (9, 6)], "s_inhibition": [(7, 3)]})
+    assert m["precision.name_mover"] == 0.5 and m["recall.name_mover"] == pytest.approx(1 / 3)
+    assert m["recall.s_inhibition"] == 0.0 and m["precision.s_inhibition"] != m["precision.s_inhibition"]  # NaN
+
+
+def test_discover_runs_the_backwards_search_and_reports_where_it_stops():
+    model, groups = _model(), _groups()
+    strict = IOIConfig(**{**CFG.__dict__, "copy_threshold": 0.99, "attention_threshold": 0.99})
+    out = discover(model, groups, torch.arange(10), strict)
+    assert out["stopped"].startswith("no name mover heads")
+    assert len(out["heads"]) == 9 and set(out["steps"]) == {"logits"}
+    # with every head eligible by attention and copying, the direct effects alone decide
+    loose = IOIConfig(**{**CFG.__dict__, "copy_threshold": 1e-9, "attention_threshold": 1e-9, "copy_top_k": 23})
+    out = discover(model, groups, torch.arange(10), loose)
+    direct = out["steps"]["logits"]
+    assert set(out["circuit"].classes["name_mover"]) == {tuple(map(int, ix)) for ix in (direct <= -0.05).nonzero()}
+    if out["circuit"].classes["name_mover"]:
+        assert "nm_queries" in out["steps"]
