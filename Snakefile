@@ -17,11 +17,12 @@ min_version("9.0")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/induction_heads.smk"
+include: "workflow/rules/ioi.smk"
 include: "workflow/rules/reports.smk"
 
 
 rule all:
     default_target: True
     input:
-        f"results/{SCALE}/induction_heads/claims.json",
+        expand("results/{scale}/{slug}/claims.json", scale=SCALE, slug=SLUGS),
         f"reports/{SCALE}/index.html",

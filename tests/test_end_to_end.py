@@ -39,13 +39,18 @@ def test_ci_scale_end_to_end(workdir):
     assert "Claims" in page and "<table" in page and "pass" in page
     assert "Provenance" in page and "config hash" in page
     # Self-contained: no script or stylesheet from the network, images embedded.
-    for html in (page, (reports[0].parent / "models.html").read_text()):
+    ioi_page = (reports[0].parent / "ioi.html").read_text()
+    assert "Indirect-object identification" in ioi_page and "faithfulness" in ioi_page
+    assert "toy-lm-ci" in ioi_page and ioi_page.count("data:image/png;base64") >= 5
+    ioi_claims = json.loads((workdir / "results/ci/ioi/claims.json").read_text())
+    assert {c["id"]: c["status"] for c in ioi_claims["claims"]}["toy_circuit_is_faithful"] in ("pass", "fail")
+    for html in (page, ioi_page, (reports[0].parent / "models.html").read_text()):
         assert not re.search(r"<script[^>]+src=[\"']?https?:", html, re.I)
         assert not re.search(r"<link[^>]+href=[\"']?https?:", html, re.I)
         assert not re.search(r"url\(\s*[\"']?https?:|@import", html, re.I)
         assert "data:image/png;base64" in html and "Traceback" not in html and "Warning" not in html
     index = (workdir / "reports/ci/index.html").read_text()
-    assert "induction_heads" in index and reports[0].parent.name in index
+    assert "induction_heads" in index and "ioi" in index and reports[0].parent.name in index
     assert (workdir / "results/ci/induction_heads/claims.json").exists()
     # Model cards: every ci model's capabilities, training curves, nothing required at ci
     cards = (reports[0].parent / "models.html").read_text()
@@ -76,6 +81,13 @@ def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir):
     assert "pass" not in status.values()
     page = next((workdir / "reports/paper").glob("*/induction_heads.html")).read_text()
     assert "gpt2-random" in page and "smoke: random weights" in page
+    ioi = {c["id"]: c["status"] for c in json.loads((workdir / "results/paper/ioi/claims.json").read_text())["claims"]}
+    assert ioi["logit_difference"] == ioi["paper_circuit_faithfulness"] == "not comparable"
+    assert ioi["toy_circuit_is_faithful"] == "not run" and "pass" not in ioi.values()
+    summary = json.loads((workdir / "results/paper/ioi/analysis/summary.json").read_text())
+    assert summary["n_prompts"] == 2 and summary["n_groups"] == 2  # one template, ABBA and BABA, GPT-2 BPE
+    assert "paper_circuit.faithfulness" in summary
+    assert (next((workdir / "reports/paper").glob("*/ioi.html"))).read_text().count("data:image/png;base64") >= 5
 
 
 @pytest.mark.parametrize("args,needle", [
