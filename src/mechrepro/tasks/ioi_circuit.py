@@ -100,20 +100,21 @@ def attention_table(model: HookedTransformer, groups: list[PromptGroup]) -> dict
 @torch.inference_mode()
 def copy_scores(model: HookedTransformer, name_ids: Tensor, top_k: int, heads=None) -> tuple[Tensor, Tensor]:
     """Copy and negative copy scores [layer head] (Wang et al. §3.1, appendix): each name's token embedding,
-    plus the first MLP's output on it, is passed through the head's OV circuit (after its layer norm) and
+    plus the first MLP's output on it (for heads after that MLP), is passed through the head's OV circuit (after its layer norm) and
     unembedded; the score is the fraction of names whose own token is in the top ``top_k`` logits (for the
     negative score, of the negated OV output). Only ``heads`` (default: all) are scored; the others are NaN
     (with GPT-2's 50k-token vocabulary every head costs a full unembedding of every name)."""
     c = model.cfg
     ids = name_ids.to(c.device)
-    resid = model.W_E[ids]  # [name d_model]
+    embed = model.W_E[ids]  # [name d_model]
+    resid = embed  # what heads after the first MLP read: the embedding plus that MLP's output on it
     if not c.attn_only:
-        resid = resid + model.blocks[0].mlp(model.blocks[0].ln2(resid[None]))[0]
+        resid = embed + model.blocks[0].mlp(model.blocks[0].ln2(embed[None]))[0]
     pos, neg = torch.full((c.n_layers, c.n_heads), float("nan")), torch.full((c.n_layers, c.n_heads), float("nan"))
     final_norm = model.ln_final if c.normalization_type is not None else (lambda x: x)
     todo = [(la, h) for la in range(c.n_layers) for h in range(c.n_heads)] if heads is None else list(heads)
     for layer, head in todo:
-        x = model.blocks[layer].ln1(resid[None])[0]  # [name d_model]
+        x = model.blocks[layer].ln1((embed if layer == 0 else resid)[None])[0]  # layer 0 reads the bare embedding
         out = x @ model.W_V[layer, head] @ model.W_O[layer, head]  # [name d_model]
         for sign, table in ((1.0, pos), (-1.0, neg)):
             logits = model.unembed(final_norm((sign * out)[None]))[0]
@@ -190,14 +191,14 @@ def discover(model: HookedTransformer, groups: list[PromptGroup], name_ids: Tens
     return {"logit_diff": ld, "circuit": circuit, "heads": heads, "steps": steps, "stopped": stopped}
 
 
-def class_match(ours: Circuit, paper: dict[str, list]) -> dict[str, float]:
+def class_match(ours: Circuit, paper: dict[str, list]) -> dict[str, float | None]:
     """Precision and recall of each of our classes against the paper's (Wang et al. Fig. 2). Backup name movers
     are not searched here (they need the knock-out experiment of §3.4), so they are not counted."""
     out = {}
     for cls in CLASSES:
         mine, theirs = set(ours.classes.get(cls, ())), set(map(tuple, paper.get(cls, ())))
-        out[f"precision.{cls}"] = len(mine & theirs) / len(mine) if mine else float("nan")
-        out[f"recall.{cls}"] = len(mine & theirs) / len(theirs) if theirs else float("nan")
+        out[f"precision.{cls}"] = len(mine & theirs) / len(mine) if mine else None  # undefined: no heads of ours
+        out[f"recall.{cls}"] = len(mine & theirs) / len(theirs) if theirs else None
     return out
 
 
