@@ -9,7 +9,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig, utils
 from mechrepro.tasks.ioi import IOIConfig
 from mechrepro.tasks.ioi_circuit import class_match, copy_scores, discover, induction_rule, name_mover_rule
 from mechrepro.techniques import circuits as C
-from mechrepro.techniques.patching import ablate_masks
+from mechrepro.techniques.ablation import ablate_masks
 
 CFG = IOIConfig(model="x", n_prompts=30, vocabulary="paper", exclude_templates=(), direct_threshold=0.05,
                 path_threshold=0.05, attention_threshold=0.2, copy_threshold=0.5, copy_top_k=1, n_random_k=4,

@@ -186,7 +186,7 @@ def _path_patch_reference(model, metric, clean, corrupted, sender, receivers):
 @pytest.mark.parametrize("name", ["gpt2-like", "attn-only-shortformer"])
 @pytest.mark.parametrize("receivers", ["logits", [(2, 1, "q"), (2, 0, "v")], [(1, 2, "k"), (2, 0, "q")]])
 def test_path_patching_equals_the_three_step_reference(models, tokens, name, receivers):
-    from mechrepro.techniques.patching import path_patch
+    from mechrepro.techniques.path_patching import path_patch
 
     model = models[name]
     ours = path_patch(model, metric, *tokens, receivers=receivers, memory_budget=30_000)
@@ -206,7 +206,7 @@ def test_path_patching_equals_the_three_step_reference(models, tokens, name, rec
 
 
 def test_path_patching_bad_receivers(models, tokens):
-    from mechrepro.techniques.patching import path_patch
+    from mechrepro.techniques.path_patching import path_patch
 
     with pytest.raises(ValueError, match="'o'"):
         path_patch(models["gpt2-like"], metric, *tokens, receivers=[(1, 0, "o")])
@@ -216,7 +216,7 @@ def test_path_patching_bad_receivers(models, tokens):
 
 @pytest.mark.parametrize("kind", ["head_by_pos", "head_all_pos", "resid_pre", "pattern_all_pos", "v_by_pos"])
 def test_attribution_patching_has_the_sweep_shape_and_reports_agreement(models, tokens, kind):
-    from mechrepro.techniques.patching import agreement, attribution_sweep
+    from mechrepro.techniques.attribution import agreement, attribution_sweep
 
     model = models["gpt2-like"]
     true = patch_sweep(model, kind, metric, *tokens)
@@ -230,7 +230,7 @@ def test_attribution_patching_is_exact_where_the_model_is_linear(models, tokens)
     """Without LayerNorm the logits are linear in the last layer's attention output, and the metric is
     linear in the logits: there the first-order estimate must equal true patching; earlier layers
     (attention is not linear in its input) need not."""
-    from mechrepro.techniques.patching import attribution_sweep
+    from mechrepro.techniques.attribution import attribution_sweep
 
     model = models["attn-only-shortformer"]
     true = patch_sweep(model, "attn_out", metric, *tokens)

@@ -131,6 +131,7 @@ def patching_prompts(tokenizer, n: int, seed: int = 0):
 
 def _patching(args) -> None:
     from mechrepro.models.load import best_device, load_model
+    from mechrepro.techniques import attribution as A
     from mechrepro.techniques import patching as P
 
     if args.threads:
@@ -151,7 +152,7 @@ def _patching(args) -> None:
 
     run_ours()  # warm-up
     ours, t_ours = _timed(run_ours, device)
-    attr, t_attr = _timed(lambda: P.attribution_sweep(model, args.sweep, metric, clean, corrupted), device)
+    attr, t_attr = _timed(lambda: A.attribution_sweep(model, args.sweep, metric, clean, corrupted), device)
     ref, t_ref = (None, float("nan"))
     if not args.skip_reference:
         with warnings.catch_warnings():
@@ -165,7 +166,7 @@ def _patching(args) -> None:
                          ("attribution patching", t_attr, attr)):
         diff = float((val - target).abs().max()) if val is not None and ref is not None else float("nan")
         print(f"{name:<22} {t:>9.3f} {t_ref / t:>15.1f} {diff:>17.2e}")
-    a = P.agreement(ours, attr)
+    a = A.agreement(ours, attr)
     print(f"attribution vs activation patching: pearson r = {a['pearson']:.3f}, max |diff| = {a['max_abs_diff']:.3g}")
     if torch.device(device).type == "cuda":
         with FlopCounterMode(display=False) as counter, torch.inference_mode():

@@ -36,7 +36,8 @@ from mechrepro.tasks.ioi import (
 )
 from mechrepro.techniques import circuits as C
 from mechrepro.techniques.circuits import Circuit
-from mechrepro.techniques.patching import patch_sweep, path_patch
+from mechrepro.techniques.patching import patch_sweep
+from mechrepro.techniques.path_patching import path_patch
 
 ROLES = ("io", "s1", "s1+1", "s2", "end")
 CLASSES = ("name_mover", "negative_name_mover", "s_inhibition", "induction", "duplicate_token", "previous_token")

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from transformer_lens import HookedTransformer, utils
 
-from mechrepro.techniques.patching import ablate_masks
+from mechrepro.techniques.ablation import ablate_masks
 
 Head = tuple[int, int]  # (layer, head)
 
