@@ -34,6 +34,8 @@ class Group:  # what the validation code needs of a prompt group
     positions: dict
     io: torch.Tensor
     s: torch.Tensor
+    template: str = ""
+    order: str = ""
 
     def metric(self, logits):
         rows = torch.arange(len(self.io))
@@ -46,7 +48,8 @@ def _groups(seed=0):
     for n, length in ((3, 7), (2, 9)):  # two lengths: validation is per group, weighted by prompts
         out.append(Group(torch.randint(0, 23, (n, length), generator=g), torch.randint(0, 23, (n, length), generator=g),
                          {"io": 1, "s1": 2, "s1+1": 3, "s2": length - 3, "end": length - 1},
-                         torch.randint(0, 23, (n,), generator=g), torch.randint(0, 23, (n,), generator=g)))
+                         torch.randint(0, 23, (n,), generator=g), torch.randint(0, 23, (n,), generator=g),
+                         f"t{length}", "ABBA"))
     return out
 
 

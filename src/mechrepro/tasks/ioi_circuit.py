@@ -43,20 +43,27 @@ ROLES = ("io", "s1", "s1+1", "s2", "end")
 CLASSES = ("name_mover", "negative_name_mover", "s_inhibition", "induction", "duplicate_token", "previous_token")
 
 
-def logit_diffs(model: HookedTransformer, groups: list[PromptGroup]) -> dict[str, float]:
+Clean = dict[tuple[str, str], Tensor]  # (template, order) -> the group's clean logit difference
+
+
+@torch.inference_mode()
+def clean_metrics(model: HookedTransformer, groups: list[PromptGroup]) -> Clean:
+    """Each group's clean logit difference: one forward pass per group, shared by every relative effect below."""
+    return {(g.template, g.order): g.metric(model(g.clean.to(model.cfg.device))).cpu() for g in groups}
+
+
+def logit_diffs(model: HookedTransformer, groups: list[PromptGroup], clean: Clean) -> dict[str, float]:
     """Clean and ABC-corrupted logit difference (the corrupted one measured with the clean IO and S)."""
     with torch.inference_mode():
-        clean = over_groups(groups, lambda g: g.metric(model(g.clean.to(model.cfg.device))))
         corr = over_groups(groups, lambda g: g.metric(model(g.corrupted.to(model.cfg.device))))
-    return {"clean": float(clean), "corrupted": float(corr)}
+    return {"clean": float(over_groups(groups, lambda g: clean[g.template, g.order])), "corrupted": float(corr)}
 
 
-def activation_patching(model: HookedTransformer, groups: list[PromptGroup]) -> dict[str, Tensor]:
+def activation_patching(model: HookedTransformer, groups: list[PromptGroup], clean: Clean) -> dict[str, Tensor]:
     """Noising (ABC activation into the clean run), relative change of the logit difference:
     ``resid`` [layer role] at :data:`ROLES`, ``heads`` [layer head] at every position."""
     def rel(sweep: Tensor, g: PromptGroup) -> Tensor:
-        with torch.inference_mode():
-            base = g.metric(model(g.clean.to(model.cfg.device))).cpu()
+        base = clean[g.template, g.order]
         return (sweep - base) / base
 
     def resid(g):
@@ -70,13 +77,12 @@ def activation_patching(model: HookedTransformer, groups: list[PromptGroup]) -> 
     return {"resid": over_groups(groups, resid), "heads": over_groups(groups, heads)}
 
 
-def path_effects(model: HookedTransformer, groups: list[PromptGroup], receivers, sender_role: str | None
-                 ) -> Tensor:
+def path_effects(model: HookedTransformer, groups: list[PromptGroup], clean: Clean, receivers,
+                 sender_role: str | None) -> Tensor:
     """[layer head] relative change of the logit difference when each head alone is path-patched (ABC -> clean)
     to ``receivers`` ("logits" or (layer, head, "q"|"k"|"v") list), at the ``sender_role`` position (None: all)."""
     def one(g: PromptGroup) -> Tensor:
-        with torch.inference_mode():
-            base = g.metric(model(g.clean.to(model.cfg.device))).cpu()
+        base = clean[g.template, g.order]
         pos = None if sender_role is None else [g.positions[sender_role]]
         return (path_patch(model, g.metric, g.clean, g.corrupted, receivers, sender_positions=pos,
                            last_position_only=True) - base) / base
@@ -148,9 +154,10 @@ def _pick(mask: Tensor, taken: set) -> tuple[tuple[int, int], ...]:
 
 def discover(model: HookedTransformer, groups: list[PromptGroup], name_ids: Tensor, cfg: IOIConfig) -> dict:
     """The backwards search. Returns the circuit, every per-head table and the per-step path-patching maps."""
-    ld = logit_diffs(model, groups)
+    clean = clean_metrics(model, groups)
+    ld = logit_diffs(model, groups, clean)
     att = attention_table(model, groups)
-    steps: dict[str, Tensor] = {"logits": path_effects(model, groups, "logits", None)}
+    steps: dict[str, Tensor] = {"logits": path_effects(model, groups, clean, "logits", None)}
     direct = steps["logits"]
     # copy scores only where the rest of a name-mover rule already holds (each costs a full unembedding)
     eligible = (direct.abs() >= cfg.direct_threshold) & (att["end_io"] >= cfg.attention_threshold)
@@ -172,7 +179,7 @@ def discover(model: HookedTransformer, groups: list[PromptGroup], name_ids: Tens
             if cls == "induction":
                 classes["duplicate_token"] = ()
             continue
-        steps[step] = path_effects(model, groups, receivers, role)
+        steps[step] = path_effects(model, groups, clean, receivers, role)
         found = _pick(steps[step] <= -cfg.path_threshold, taken)
         if cls == "induction":
             classes["induction"], classes["duplicate_token"] = induction_rule(found, att["s2_s1+1"], att["s2_s1"])
@@ -189,7 +196,8 @@ def discover(model: HookedTransformer, groups: list[PromptGroup], name_ids: Tens
                    **{f"attn_{k}": float(v[la, h]) for k, v in att.items()},
                    **{f"path_{k}": float(v[la, h]) for k, v in steps.items()}}
             heads.append(row)
-    return {"logit_diff": ld, "circuit": circuit, "heads": heads, "steps": steps, "stopped": stopped}
+    return {"logit_diff": ld, "circuit": circuit, "heads": heads, "steps": steps, "stopped": stopped,
+            "clean": clean}
 
 
 def class_match(ours: Circuit, paper: dict[str, list]) -> dict[str, float | None]:
@@ -236,7 +244,7 @@ def run_analysis(model: HookedTransformer, cfg: IOIConfig, paper_circuit: bool) 
     stage(f"{len(clean.texts)} prompts in {len(groups)} template/order groups; path patching backwards from the logits")
     found = discover(model, groups, name_ids, cfg)
     stage(f"circuit: {found['circuit'].classes}; activation patching")
-    patching = activation_patching(model, groups)
+    patching = activation_patching(model, groups, found["clean"])
     for row in found["heads"]:
         row["act_patch_all_pos"] = float(patching["heads"][row["layer"], row["head"]])
     circuit: Circuit = found["circuit"]

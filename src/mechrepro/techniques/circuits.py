@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer, utils
+from transformer_lens import HookedTransformer
 
-from mechrepro.techniques.ablation import ablate_masks
+from mechrepro.techniques.ablation import ablate_masks, mean_head_outputs
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -91,20 +91,12 @@ def model_minus(model: HookedTransformer, n_pos: int, removed: Iterable[Head]) -
     return keep
 
 
-@torch.inference_mode()
-def _abc_means(model: HookedTransformer, corrupted: Tensor) -> Tensor:
-    """[layer pos head d_head] mean head output over the reference (ABC) prompts."""
-    names = [utils.get_act_name("z", la) for la in range(model.cfg.n_layers)]
-    _, cache = model.run_with_cache(corrupted.to(model.cfg.device), names_filter=lambda n: n in names)
-    return torch.stack([cache[n].mean(0) for n in names])
-
-
 class Evaluator:
     """F(keep-mask) over prompt groups, with each group's ABC means computed once."""
 
     def __init__(self, model: HookedTransformer, groups: Sequence):
         self.model, self.groups = model, list(groups)
-        self.means = [_abc_means(model, g.corrupted) for g in self.groups]
+        self.means = [mean_head_outputs(model, g.corrupted.to(model.cfg.device)) for g in self.groups]  # ABC means
         self.weights = np.array([len(g.clean) for g in self.groups], dtype=float)
         self.weights /= self.weights.sum()
         self.full = self.metric(lambda g: model_minus(model, g.clean.shape[1], ()))  # F(M)
