@@ -140,20 +140,24 @@ def test_bad_input_is_named(models, tokens):
         patch_sweep(model, "head_by_pos", metric, clean)
 
 
-def _path_patch_reference(model, metric, clean, corrupted, sender, receivers):
+def _path_patch_reference(model, metric, clean, corrupted, sender, receivers, positions=None):
     """Wang et al.'s three steps, literally, one sender at a time: (1) cache both runs; (2) clean run with
-    every head output and MLP output frozen at its clean value, except the sender's output from the
-    corrupted run, caching the receivers' inputs; (3) clean run with only those inputs patched in."""
+    every head output and MLP output frozen at its clean value, except the sender's output (a head's, or an
+    MLP's: (layer, "mlp")) from the corrupted run at ``positions``, caching the receivers' inputs; (3) clean
+    run with only those inputs patched in. Receivers: (layer, head, "q"|"k"|"v") or (layer, "mlp")."""
     from transformer_lens import utils
 
     _, clean_cache = model.run_with_cache(clean)
     _, corr_cache = model.run_with_cache(corrupted)
-    s_layer, s_head = sender
+    s_layer, s_what = sender
+    pos = slice(None) if positions is None else list(positions)
 
     def freeze(act, hook):
         value = clean_cache[hook.name].clone()
-        if hook.name == utils.get_act_name("z", s_layer):
-            value[:, :, s_head] = corr_cache[hook.name][:, :, s_head]
+        if s_what == "mlp" and hook.name == utils.get_act_name("mlp_out", s_layer):
+            value[:, pos] = corr_cache[hook.name][:, pos]
+        elif s_what != "mlp" and hook.name == utils.get_act_name("z", s_layer):
+            value[:, pos, s_what] = corr_cache[hook.name][:, pos, s_what]
         return value
 
     frozen = [(utils.get_act_name("z", la), freeze) for la in range(model.cfg.n_layers)]
@@ -162,9 +166,12 @@ def _path_patch_reference(model, metric, clean, corrupted, sender, receivers):
     if receivers == "logits":
         return metric(model.run_with_hooks(clean, fwd_hooks=frozen)).item()
     model.set_use_split_qkv_input(True)
+    if not model.cfg.attn_only:
+        model.set_use_hook_mlp_in(True)
     try:
-        names = {f"blocks.{la}.hook_{k}_input" for la, _, k in receivers}
-        _, step2 = model.run_with_cache(clean, names_filter=lambda n: n in names)  # warm names
+        def input_name(r):
+            return f"blocks.{r[0]}.hook_mlp_in" if r[1] == "mlp" else f"blocks.{r[0]}.hook_{r[2]}_input"
+        names = {input_name(r) for r in receivers}
         step2 = {}
 
         def keep(act, hook):
@@ -173,14 +180,19 @@ def _path_patch_reference(model, metric, clean, corrupted, sender, receivers):
         model.run_with_hooks(clean, fwd_hooks=frozen + [(n, keep) for n in names])
 
         def patch(act, hook):
-            for la, h, k in receivers:
-                if hook.name == f"blocks.{la}.hook_{k}_input":
-                    act[:, :, h] = step2[hook.name][:, :, h]
+            for r in receivers:
+                if hook.name == input_name(r):
+                    if r[1] == "mlp":
+                        act = step2[hook.name].clone()
+                    else:
+                        act[:, :, r[1]] = step2[hook.name][:, :, r[1]]
             return act
 
         return metric(model.run_with_hooks(clean, fwd_hooks=[(n, patch) for n in names])).item()
     finally:
         model.set_use_split_qkv_input(False)
+        if not model.cfg.attn_only:
+            model.set_use_hook_mlp_in(False)
 
 
 @pytest.mark.parametrize("name", ["gpt2-like", "attn-only-shortformer"])
@@ -205,6 +217,35 @@ def test_path_patching_equals_the_three_step_reference(models, tokens, name, rec
     torch.testing.assert_close(last, full, atol=2e-5, rtol=0)
 
 
+@pytest.mark.parametrize("receivers", ["logits", [(2, "mlp")], [(1, "mlp"), (2, 1, "k")], [(2, "mlp"), (1, "mlp")]])
+def test_path_patching_with_mlp_senders_and_receivers(models, tokens, receivers):
+    """Hanna et al. 2023 path-patch MLPs as well as heads: every sender (heads and MLPs) at two positions, against
+    the literal three-step procedure; the MLP column is last."""
+    from mechrepro.techniques.path_patching import path_patch
+
+    model = models["gpt2-like"]
+    positions = [2, 6]
+    ours = path_patch(model, metric, *tokens, receivers=receivers, sender_positions=positions, mlp_senders=True,
+                      memory_budget=30_000)
+    assert ours.shape == (3, 4)
+    for la in range(3):
+        for h in (0, 1, 2, "mlp"):
+            want = _path_patch_reference(model, metric, *tokens, (la, h), receivers, positions)
+            got = ours[la, 3 if h == "mlp" else h].item()
+            assert got == pytest.approx(want, abs=2e-5), (la, h)
+    clean_metric = metric(model(tokens[0])).item()
+    assert (ours - clean_metric).abs().max() > 1e-4
+    if receivers != "logits":  # an MLP reaches only receivers in later layers
+        last = max(r[0] for r in receivers)
+        assert ours[last:, 3].tolist() == pytest.approx([clean_metric] * (3 - last), abs=1e-5)
+    listed = path_patch(model, metric, *tokens, receivers=receivers, sender_positions=positions,
+                        senders=[(1, "mlp"), (0, 2)])
+    torch.testing.assert_close(listed, torch.stack([ours[1, 3], ours[0, 2]]), atol=2e-5, rtol=0)
+    last = path_patch(model, metric, *tokens, receivers=receivers, sender_positions=positions, mlp_senders=True,
+                      last_position_only=True)
+    torch.testing.assert_close(last, ours, atol=2e-5, rtol=0)
+
+
 def test_path_patching_bad_receivers(models, tokens):
     from mechrepro.techniques.path_patching import path_patch
 
@@ -212,6 +253,12 @@ def test_path_patching_bad_receivers(models, tokens):
         path_patch(models["gpt2-like"], metric, *tokens, receivers=[(1, 0, "o")])
     with pytest.raises(ValueError, match="layer 5 is out of range"):
         path_patch(models["gpt2-like"], metric, *tokens, receivers=[(5, 0, "q")])
+    with pytest.raises(ValueError, match="attention-only"):
+        path_patch(models["attn-only-shortformer"], metric, *tokens, receivers=[(1, "mlp")])
+    with pytest.raises(ValueError, match="attention-only"):
+        path_patch(models["attn-only-shortformer"], metric, *tokens, mlp_senders=True)
+    with pytest.raises(ValueError, match="head 7 is out of range"):
+        path_patch(models["gpt2-like"], metric, *tokens, senders=[(0, 7)])
 
 
 @pytest.mark.parametrize("kind", ["head_by_pos", "head_all_pos", "resid_pre", "pattern_all_pos", "v_by_pos"])
