@@ -82,19 +82,32 @@ def ablate_head_sets(model: HookedTransformer, tokens: Tensor, head_sets: Sequen
 
 @torch.inference_mode()
 def ablate_masks(model: HookedTransformer, tokens: Tensor, masks: Tensor, metric: Callable[[Tensor], Tensor],
-                 replacement: Tensor | None = None, memory_budget: int | None = None) -> list[Tensor]:
+                 replacement: Tensor | None = None, memory_budget: int | None = None,
+                 mlp_masks: Tensor | None = None, mlp_replacement: Tensor | None = None) -> list[Tensor]:
     """``metric(logits)`` for each boolean mask [set, layer, pos, head] of head outputs ``z`` replaced (by zero,
-    or by ``replacement`` [layer, pos, head, d_head]) at the positions it marks: every set one variant on the
-    batch dimension, layers before the first ablated one taken from one clean run."""
+    or by ``replacement``) at the positions it marks: every set one variant on the batch dimension, layers
+    before the first ablated one taken from one clean run.
+
+    ``replacement``: [layer, pos, head, d_head] shared by the prompts (e.g. a mean over a reference batch), or
+    [batch, layer, pos, head, d_head] per prompt (e.g. each prompt's corrupted counterpart). ``mlp_masks``
+    [set, layer, pos] likewise replace MLP outputs, by zero or by ``mlp_replacement`` ([layer, pos, d_model]
+    or [batch, layer, pos, d_model])."""
     check_tokens(model, tokens, None)
     c = model.cfg
     batch, n_pos = tokens.shape
     if masks.ndim != 4 or tuple(masks.shape[1:]) != (c.n_layers, n_pos, c.n_heads):
         raise ValueError(f"masks must be [set, {c.n_layers} layers, {n_pos} positions, {c.n_heads} heads], "
                          f"got {tuple(masks.shape)}")
-    if replacement is not None and replacement.shape[1] < n_pos:
-        raise ValueError(f"replacement covers {replacement.shape[1]} positions, the tokens have {n_pos}")
-    start = int(masks.any(dim=(0, 2, 3)).nonzero().min()) if masks.any() else c.n_layers - 1
+    _check_replacement("replacement", replacement, batch, n_pos, 4)
+    if mlp_masks is not None:
+        if c.attn_only:
+            raise ValueError("mlp_masks: this model is attention-only")
+        if tuple(mlp_masks.shape) != (len(masks), c.n_layers, n_pos):
+            raise ValueError(f"mlp_masks must be [{len(masks)} sets, {c.n_layers} layers, {n_pos} positions], "
+                             f"got {tuple(mlp_masks.shape)}")
+        _check_replacement("mlp_replacement", mlp_replacement, batch, n_pos, 3)
+    ablated = masks.any(dim=(0, 2, 3)) | (mlp_masks.any(dim=(0, 2)) if mlp_masks is not None else False)
+    start = int(ablated.nonzero().min()) if ablated.any() else c.n_layers - 1
     keep = {utils.get_act_name("resid_pre", start), "hook_pos_embed"}
     _, cache = model.run_with_cache(tokens.to(c.device), names_filter=lambda n: n in keep)
     budget = memory_budget or default_memory_budget(c.device)
@@ -102,22 +115,48 @@ def ablate_masks(model: HookedTransformer, tokens: Tensor, masks: Tensor, metric
     out: list[Tensor] = []
     for i in range(0, len(masks), chunk):
         m = masks[i:i + chunk].to(c.device)
+        mm = None if mlp_masks is None else mlp_masks[i:i + chunk].to(c.device)
         n = len(m)
         hooks = []
         for layer in range(start, c.n_layers):
-            if not m[:, layer].any():
-                continue
-            sel = m[:, layer][:, None, :, :, None]  # [n 1 pos head 1]
-            value = (replacement[layer, :n_pos].to(c.device) if replacement is not None
-                     else torch.zeros((), device=c.device))
-
-            def hook(z, hook, sel=sel, value=value, n=n):
-                v = z.view(n, batch, *z.shape[1:])
-                return torch.where(sel, value, v).view_as(z)
-            hooks.append((utils.get_act_name("z", layer), hook))
+            if m[:, layer].any():
+                hooks.append((utils.get_act_name("z", layer),
+                              _replace_hook(m[:, layer][:, None, :, :, None], replacement, layer, n, batch, n_pos)))
+            if mm is not None and mm[:, layer].any():
+                hooks.append((utils.get_act_name("mlp_out", layer),
+                              _replace_hook(mm[:, layer][:, None, :, None], mlp_replacement, layer, n, batch, n_pos)))
         with model.hooks(fwd_hooks=hooks):
             resid = run_suffix(model, cache, start, 0, n, None, n_pos)
         logits = final_logits(model, resid, False)
         out += [metric(logits[j * batch:(j + 1) * batch]) for j in range(n)]
     return [o.cpu() for o in out]
 
+
+def _check_replacement(name: str, value: Tensor | None, batch: int, n_pos: int, shared_ndim: int) -> None:
+    if value is None:
+        return
+    if value.ndim not in (shared_ndim, shared_ndim + 1):
+        raise ValueError(f"{name} must have {shared_ndim} (shared) or {shared_ndim + 1} (per prompt) dimensions, "
+                         f"got shape {tuple(value.shape)}")
+    if value.ndim == shared_ndim + 1 and value.shape[0] != batch:
+        raise ValueError(f"{name} has values for {value.shape[0]} prompts, the tokens have {batch}")
+    if value.shape[-3 if shared_ndim == 4 else -2] < n_pos:
+        raise ValueError(f"{name} covers {value.shape[-3 if shared_ndim == 4 else -2]} positions, "
+                         f"the tokens have {n_pos}")
+
+
+def _replace_hook(sel: Tensor, replacement: Tensor | None, layer: int, n: int, batch: int, n_pos: int):
+    """A hook replacing the activation [n*batch pos ...] where ``sel`` [n 1 pos ...] is set, by zero or by
+    the layer's slice of ``replacement`` (shared by the prompts, or per prompt)."""
+    device = sel.device
+    if replacement is None:
+        value = torch.zeros((), device=device)
+    elif replacement.ndim == sel.ndim - 1:  # shared: [layer pos ...]
+        value = replacement[layer, :n_pos].to(device)
+    else:  # per prompt: [batch layer pos ...]
+        value = replacement[:, layer, :n_pos].to(device)
+
+    def hook(act, hook):
+        v = act.view(n, batch, *act.shape[1:])
+        return torch.where(sel, value, v).view_as(act)
+    return hook
