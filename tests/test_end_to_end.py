@@ -44,13 +44,20 @@ def test_ci_scale_end_to_end(workdir):
     assert "toy-lm-ci" in ioi_page and ioi_page.count("data:image/png;base64") >= 5
     ioi_claims = json.loads((workdir / "results/ci/ioi/claims.json").read_text())
     assert {c["id"]: c["status"] for c in ioi_claims["claims"]}["toy_circuit_is_faithful"] in ("pass", "fail")
-    for html in (page, ioi_page, (reports[0].parent / "models.html").read_text()):
+    gt_page = (reports[0].parent / "greater_than.html").read_text()
+    assert "Greater-Than" in gt_page and "probability difference" in gt_page
+    assert "toy-lm-ci" in gt_page and gt_page.count("data:image/png;base64") >= 5
+    gt_claims = {c["id"]: c["status"] for c in json.loads(
+        (workdir / "results/ci/greater_than/claims.json").read_text())["claims"]}
+    assert gt_claims["toy_circuit_is_faithful"] in ("pass", "fail") and gt_claims["probability_difference"] == "not run"
+    for html in (page, ioi_page, gt_page, (reports[0].parent / "models.html").read_text()):
         assert not re.search(r"<script[^>]+src=[\"']?https?:", html, re.I)
         assert not re.search(r"<link[^>]+href=[\"']?https?:", html, re.I)
         assert not re.search(r"url\(\s*[\"']?https?:|@import", html, re.I)
         assert "data:image/png;base64" in html and "Traceback" not in html and "Warning" not in html
     index = (workdir / "reports/ci/index.html").read_text()
-    assert "induction_heads" in index and "ioi" in index and reports[0].parent.name in index
+    assert "induction_heads" in index and "ioi" in index and "greater_than" in index
+    assert reports[0].parent.name in index
     assert (workdir / "results/ci/induction_heads/claims.json").exists()
     # Model cards: every ci model's capabilities, training curves, nothing required at ci
     cards = (reports[0].parent / "models.html").read_text()
@@ -88,6 +95,15 @@ def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir):
     assert summary["n_prompts"] == 2 and summary["n_groups"] == 2  # one template, ABBA and BABA, GPT-2 BPE
     assert "paper_circuit.faithfulness" in summary
     assert (next((workdir / "reports/paper").glob("*/ioi.html"))).read_text().count("data:image/png;base64") >= 5
+    gt = {c["id"]: c["status"] for c in
+          json.loads((workdir / "results/paper/greater_than/claims.json").read_text())["claims"]}
+    assert gt["probability_difference"] == gt["paper_circuit_faithfulness"] == gt["recall_end_heads"] == "not comparable"
+    assert gt["toy_circuit_is_faithful"] == "not run" and "pass" not in gt.values()
+    gt_summary = json.loads((workdir / "results/paper/greater_than/analysis/summary.json").read_text())
+    assert gt_summary["n_prompts"] == 4 and "paper_circuit.faithfulness" in gt_summary
+    assert "recall.end_heads" in gt_summary  # overlap is computed for the GPT-2-small shape
+    gt_page = next((workdir / "reports/paper").glob("*/greater_than.html")).read_text()
+    assert "Hanna et al." in gt_page and gt_page.count("data:image/png;base64") >= 5
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -91,13 +91,15 @@ def resolve(config: dict) -> dict:
     ih, caps = cfg["induction_heads"], cfg["capabilities"]
     names = {"toy_models": cfg["toy_models"], "induction_heads.phase_models": ih["phase_models"],
              "induction_heads.main_model": [ih["main_model"]], "capabilities.models": caps["models"],
-             "capabilities.required": list(caps["required"]), "ioi.model": [cfg["ioi"]["model"]]}
+             "capabilities.required": list(caps["required"]), "ioi.model": [cfg["ioi"]["model"]],
+             "greater_than.model": [cfg["greater_than"]["model"]]}
     for key, models in names.items():
         for m in models:
             if m not in REGISTRY:
                 raise ConfigError(f"config key '{key}': unknown model {m!r}; registered: {', '.join(sorted(REGISTRY))}")
     for key, models in (("induction_heads", ih["phase_models"] + [ih["main_model"]]),
-                        ("capabilities", caps["models"]), ("ioi.model", [cfg["ioi"]["model"]])):
+                        ("capabilities", caps["models"]), ("ioi.model", [cfg["ioi"]["model"]]),
+                        ("greater_than.model", [cfg["greater_than"]["model"]])):
         for m in models:
             if REGISTRY[m].kind == "toy" and m not in cfg["toy_models"]:
                 raise ConfigError(f"config key '{key}': toy model {m!r} is not in toy_models")

@@ -37,7 +37,7 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err))
 
-SLUGS = ["induction_heads", "ioi"]
+SLUGS = ["induction_heads", "ioi", "greater_than"]
 CAPABILITY_MODELS = CFG["capabilities"]["models"]
 CONFIG_HASH = config_hash(CFG)
 VERSION = report_version(workflow.basedir, CONFIG_HASH)

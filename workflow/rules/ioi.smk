@@ -43,7 +43,7 @@ rule ioi_metrics:
     conda:
         ENV
     script:
-        "../scripts/ioi/metrics.py"
+        "../scripts/summary_metrics.py"
 
 
 rule ioi_figures:

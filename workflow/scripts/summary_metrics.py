@@ -1,4 +1,4 @@
-"""Flatten the IOI analysis summary into metrics.json (rule `ioi_metrics`)."""
+"""Flatten a replication's analysis summary into metrics.json (rules `ioi_metrics`, `greater_than_metrics`)."""
 
 from mechrepro.io import log_to, read_json, write_json
 

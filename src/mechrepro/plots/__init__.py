@@ -37,6 +37,16 @@ def head_heatmap(ax, values: np.ndarray, title: str, vmin: float = 0.0, vmax: fl
     return im
 
 
+def signed_heatmap(ax, values: np.ndarray, title: str):
+    """[layer head] relative effects, red/blue around zero, annotated in % when small enough to read."""
+    lim = max(float(np.nanmax(np.abs(values))), 1e-6)
+    im = head_heatmap(ax, values, title, vmin=-lim, vmax=lim, cmap="RdBu", annotate=False)
+    if values.size <= 64:
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7)
+    return im
+
+
 def attention_pattern(ax, pattern: np.ndarray, title: str, labels: list[str] | None = None):
     """pattern: [query key]."""
     ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1, aspect="auto")

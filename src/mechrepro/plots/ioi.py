@@ -7,22 +7,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 
-from mechrepro.plots import head_heatmap, save
+from mechrepro.plots import save
+from mechrepro.plots import signed_heatmap as _signed
 
 STEP_TITLES = {"logits": "1. to the logits (name movers)", "nm_queries": "2. to name movers' queries, at END",
                "s_inh_values": "3. to S-inhibition values, at S2", "induction_keys": "4. to induction keys, at S1+1"}
 CLASS_COLORS = {"name_mover": "#1f77b4", "backup_name_mover": "#aec7e8", "negative_name_mover": "#d62728",
                 "s_inhibition": "#2ca02c", "induction": "#9467bd", "duplicate_token": "#ff7f0e",
                 "previous_token": "#8c564b"}
-
-
-def _signed(ax, values: np.ndarray, title: str):
-    lim = max(float(np.abs(values).max()), 1e-6)
-    im = head_heatmap(ax, values, title, vmin=-lim, vmax=lim, cmap="RdBu", annotate=False)
-    if values.size <= 64:
-        for (i, j), v in np.ndenumerate(values):
-            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7)
-    return im
 
 
 def activation_patching(tensors: dict, roles: list[str], model: str, path) -> None:
