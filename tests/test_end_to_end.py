@@ -50,13 +50,19 @@ def test_ci_scale_end_to_end(workdir):
     gt_claims = {c["id"]: c["status"] for c in json.loads(
         (workdir / "results/ci/greater_than/claims.json").read_text())["claims"]}
     assert gt_claims["toy_circuit_is_faithful"] in ("pass", "fail") and gt_claims["probability_difference"] == "not run"
-    for html in (page, ioi_page, gt_page, (reports[0].parent / "models.html").read_text()):
+    mono_page = (reports[0].parent / "monosemanticity.html").read_text()
+    assert "Towards Monosemanticity" in mono_page and "toy-1l-mlp-ci" in mono_page
+    assert mono_page.count("data:image/png;base64") >= 9 and "sae-context" in mono_page  # figures, token contexts
+    mono = {c["id"]: c["status"] for c in json.loads(
+        (workdir / "results/ci/monosemanticity/claims.json").read_text())["claims"]}
+    assert mono["toy_loss_recovered"] in ("pass", "fail") and mono["gpt2_res_jb_l0"] == "not run"
+    for html in (page, ioi_page, gt_page, mono_page, (reports[0].parent / "models.html").read_text()):
         assert not re.search(r"<script[^>]+src=[\"']?https?:", html, re.I)
         assert not re.search(r"<link[^>]+href=[\"']?https?:", html, re.I)
         assert not re.search(r"url\(\s*[\"']?https?:|@import", html, re.I)
         assert "data:image/png;base64" in html and "Traceback" not in html and "Warning" not in html
     index = (workdir / "reports/ci/index.html").read_text()
-    assert "induction_heads" in index and "ioi" in index and "greater_than" in index
+    assert all(slug in index for slug in ("induction_heads", "ioi", "greater_than", "monosemanticity"))
     assert reports[0].parent.name in index
     assert (workdir / "results/ci/induction_heads/claims.json").exists()
     # Model cards: every ci model's capabilities, training curves, nothing required at ci
@@ -104,6 +110,12 @@ def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir):
     assert "recall.end_heads" in gt_summary  # overlap is computed for the GPT-2-small shape
     gt_page = next((workdir / "reports/paper").glob("*/greater_than.html")).read_text()
     assert "Hanna et al." in gt_page and gt_page.count("data:image/png;base64") >= 5
+    mono = {c["id"]: c["status"] for c in
+            json.loads((workdir / "results/paper/monosemanticity/claims.json").read_text())["claims"]}
+    assert mono["gpt2_res_jb_l0"] == "not comparable" and mono["toy_loss_recovered"] == "not run"
+    mono_summary = json.loads((workdir / "results/paper/monosemanticity/analysis/summary.json").read_text())
+    assert mono_summary["sae.x1.d_sae"] == 3072  # gpt2-random's first MLP, the real GPT-2 BPE on synthetic text
+    assert {r["layer"] for r in mono_summary["pretrained.rows"]} == {0, 11}
 
 
 @pytest.mark.parametrize("args,needle", [

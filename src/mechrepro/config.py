@@ -92,14 +92,18 @@ def resolve(config: dict) -> dict:
     names = {"toy_models": cfg["toy_models"], "induction_heads.phase_models": ih["phase_models"],
              "induction_heads.main_model": [ih["main_model"]], "capabilities.models": caps["models"],
              "capabilities.required": list(caps["required"]), "ioi.model": [cfg["ioi"]["model"]],
-             "greater_than.model": [cfg["greater_than"]["model"]]}
+             "greater_than.model": [cfg["greater_than"]["model"]],
+             "monosemanticity.model": [cfg["monosemanticity"]["model"]],
+             "monosemanticity.pretrained.model": [cfg["monosemanticity"]["pretrained"]["model"]]
+             if "pretrained" in cfg["monosemanticity"] else []}
     for key, models in names.items():
         for m in models:
             if m not in REGISTRY:
                 raise ConfigError(f"config key '{key}': unknown model {m!r}; registered: {', '.join(sorted(REGISTRY))}")
     for key, models in (("induction_heads", ih["phase_models"] + [ih["main_model"]]),
                         ("capabilities", caps["models"]), ("ioi.model", [cfg["ioi"]["model"]]),
-                        ("greater_than.model", [cfg["greater_than"]["model"]])):
+                        ("greater_than.model", [cfg["greater_than"]["model"]]),
+                        ("monosemanticity.model", [cfg["monosemanticity"]["model"]])):
         for m in models:
             if REGISTRY[m].kind == "toy" and m not in cfg["toy_models"]:
                 raise ConfigError(f"config key '{key}': toy model {m!r} is not in toy_models")

@@ -37,7 +37,7 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err))
 
-SLUGS = ["induction_heads", "ioi", "greater_than"]
+SLUGS = ["induction_heads", "ioi", "greater_than", "monosemanticity"]
 CAPABILITY_MODELS = CFG["capabilities"]["models"]
 CONFIG_HASH = config_hash(CFG)
 VERSION = report_version(workflow.basedir, CONFIG_HASH)
@@ -58,6 +58,7 @@ wildcard_constraints:
     slug=_alternatives(SLUGS),
     model=_alternatives(sorted({*CFG["toy_models"], *CAPABILITY_MODELS})),
     corpus=_alternatives(CFG["corpus"]),
+    expansion=r"[0-9]+",
 
 
 def models_dir(wildcards):
@@ -80,6 +81,25 @@ def corpus_train(wildcards):
 def corpus_heldout(wildcards):
     """Held-out documents of ``{model}``'s corpus; none for pretrained / random-init models."""
     return [_corpus_file(wildcards, "heldout")] if get_spec(wildcards.model).kind == "toy" else []
+
+
+def mono_corpus(split):
+    """The corpus split the monosemanticity model trains on (its SAEs read its activations there); none for
+    a pretrained or random-init model (the paper scale streams its dataset)."""
+    spec = get_spec(CFG["monosemanticity"]["model"])
+    return [f"results/{SCALE}/corpus/{spec.corpus}/{split}.safetensors"] if spec.kind == "toy" else []
+
+
+def mono_training():
+    """What an SAE's training depends on (not the evaluation's settings: changing those retrains nothing)."""
+    keep = ("model", "hook", "dataset", "n_ctx", "n_train_docs", "dictionaries", "l1_coefficient", "batch_size", "lr",
+            "seed")
+    return {k: CFG["monosemanticity"][k] for k in keep}
+
+
+def mono_expansions():
+    """The SAE dictionary sizes, as multiples of the MLP's width."""
+    return [d["expansion"] for d in CFG["monosemanticity"]["dictionaries"]]
 
 
 def corpus_spec(wildcards):

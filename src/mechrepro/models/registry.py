@@ -161,6 +161,9 @@ _SPECS = [
     _lm("toy-1l-mlp-ci", 1, 128, 4, 512, "relu", dataclasses.replace(_LM_CI_TRAIN, n_steps=600),
         "toy-1l-mlp shrunk to the CI budget (fewer steps)."),
     PretrainedModel("gpt2-small", "gpt2", "gpt2", "GPT-2 small (Radford et al. 2019), via TransformerLens"),
+    PretrainedModel("gelu-1l", "gelu-1l", "NeelNanda/gpt-neox-tokenizer-digits",
+                    "Nanda's 1-layer GELU transformer (2048 MLP neurons), the open-source stand-in for Bricken et al.'s "
+                    "one-layer model, via TransformerLens"),
     RandomInitModel("gpt2-random", "gpt2-small", "gpt2", GPT2_SMALL_SHAPE,
                     description="GPT-2-small shape, random init, the real GPT-2 tokenizer: offline smoke runs only"),
 ]

@@ -1,0 +1,61 @@
+"""SAELens's published pretrained SAEs, checked on the model they were trained for (the paper scale).
+
+``gpt2-small-res-jb`` (Bloom 2024: residual-stream SAEs for every layer of GPT-2 small) is listed in SAELens's
+``pretrained_saes.yaml`` with the L0 each SAE had; that file ships with SAELens, so the published numbers are known
+offline. Loading the weights needs the hub (``SAE.from_pretrained``); without it the error says what is missing.
+In the offline smoke run the model is ``gpt2-random`` and each SAE a seeded random SAE of the published shape: the
+whole path runs, the numbers say nothing (the claim is "not comparable").
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+
+def published_l0(release: str) -> dict[str, float]:
+    """SAE id -> the L0 SAELens publishes for ``release``."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    directory = get_pretrained_saes_directory()
+    if release not in directory:
+        raise ValueError(f"SAELens lists no pretrained release {release!r} (e.g. gpt2-small-res-jb)")
+    return dict(directory[release].expected_l0)
+
+
+def load_pretrained_sae(release: str, sae_id: str, random_init: bool, d_sae: int, d_in: int, seed: int = 0):
+    from sae_lens import SAE, StandardSAE, StandardSAEConfig
+
+    if random_init:
+        torch.manual_seed(seed)
+        return StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
+    try:
+        return SAE.from_pretrained(release, sae_id)
+    except (OSError, ConnectionError, ValueError) as err:
+        raise RuntimeError(
+            f"cannot load SAELens's pretrained SAE {release}/{sae_id} ({type(err).__name__}: {err}). It downloads "
+            f"from the Hugging Face hub: run once where there is network (SAE.from_pretrained({release!r}, "
+            f"{sae_id!r})) and point HF_HOME at that cache with HF_HUB_OFFLINE=1, or use the smoke run") from None
+
+
+@torch.inference_mode()
+def evaluate_pretrained(model: HookedTransformer, release: str, layers: list[int], tokens: Int[Tensor, "doc pos"],
+                        random_init: bool, d_sae: int = 24576) -> dict:
+    """Per layer: our L0 of the release's residual-stream SAE on ``tokens`` (every position but BOS) against the
+    published one; and their mean relative error."""
+    published = published_l0(release)
+    rows = []
+    for layer in layers:
+        sae_id = f"blocks.{layer}.hook_resid_pre"
+        if sae_id not in published:
+            raise ValueError(f"{release} has no SAE {sae_id!r} (it has {sorted(published)[:3]}...)")
+        sae = load_pretrained_sae(release, sae_id, random_init, d_sae, model.cfg.d_model, seed=layer)
+        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=sae_id)
+        acts = cache[sae_id][:, 1:].flatten(0, 1).float()  # [token d_model]
+        ours = float((sae.encode(acts) > 0).float().sum(-1).mean())
+        rows.append({"layer": layer, "sae_id": sae_id, "l0": ours, "published_l0": published[sae_id],
+                     "relative_error": abs(ours - published[sae_id]) / published[sae_id]})
+    return {"rows": rows, "summary": {"pretrained.l0_relative_error": sum(r["relative_error"] for r in rows) / len(rows),
+                                      **{f"pretrained.l0.layer{r['layer']}": r["l0"] for r in rows}}}
