@@ -27,6 +27,17 @@ def tiny_attn_only(n_layers=2, n_heads=4, d_model=32, n_ctx=24, d_vocab=50, seed
     return model.eval()
 
 
+def scaled_random_model(cfg: HookedTransformerConfig, weight_scale: float = 4.0) -> HookedTransformer:
+    """A seeded random model (seed: ``cfg.seed``) with weight matrices scaled up and random biases, so that patches
+    and ablations have visible, distinct effects."""
+    torch.manual_seed(cfg.seed)
+    m = HookedTransformer(cfg, move_to_device=False).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(weight_scale) if p.ndim > 1 else p.normal_(0, 0.2)
+    return m
+
+
 def hand_built_induction_model(d_vocab: int = 12, n_ctx: int = 16, sharpness: float = 40.0) -> HookedTransformer:
     """Layer 0 head 0 is a perfect previous-token head, layer 1 head 0 a perfect induction head.
 

@@ -3,8 +3,9 @@ hand-computed values, the heatmap, and the circuit evaluation against brute-forc
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig, utils
+from transformer_lens import HookedTransformerConfig, utils
 
+from conftest import scaled_random_model
 from mechrepro.data.tokenizer import build_tokenizer
 from mechrepro.models.load import gpt2_tokenizer
 from mechrepro.tasks import greater_than as G
@@ -102,12 +103,7 @@ def test_later_fraction_reads_the_triangle():
 def _model(d_vocab):
     cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=16, d_vocab=d_vocab,
                                   act_fn="gelu", normalization_type="LN", seed=2)
-    torch.manual_seed(2)
-    m = HookedTransformer(cfg, move_to_device=False).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.mul_(4) if p.ndim > 1 else p.normal_(0, 0.2)
-    return m
+    return scaled_random_model(cfg)
 
 
 def _brute_probs(model, ds, keep_heads, keep_mlps):

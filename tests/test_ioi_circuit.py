@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig, utils
 
+from conftest import scaled_random_model
 from mechrepro.tasks.ioi import IOIConfig
 from mechrepro.tasks.ioi_circuit import class_match, copy_scores, discover, induction_rule, name_mover_rule
 from mechrepro.techniques import circuits as C
@@ -19,12 +20,7 @@ CFG = IOIConfig(model="x", n_prompts=30, vocabulary="paper", exclude_templates=(
 def _model(n_layers=3, n_heads=3):
     cfg = HookedTransformerConfig(n_layers=n_layers, d_model=16, n_heads=n_heads, d_head=4, d_mlp=24, n_ctx=12,
                                   d_vocab=23, act_fn="gelu", normalization_type="LN", seed=3)
-    torch.manual_seed(3)
-    m = HookedTransformer(cfg, move_to_device=False).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.mul_(4) if p.ndim > 1 else p.normal_(0, 0.2)
-    return m
+    return scaled_random_model(cfg)
 
 
 @dataclass

@@ -78,27 +78,32 @@ def latent_labels(latents: dict[str, Tensor]) -> dict[str, Bool[Tensor, " token"
 
 
 @torch.inference_mode()
-def losses(model: HookedTransformer, tokens: Int[Tensor, "doc pos"], sae, hook: str = MLP_HOOK,
-           batch_size: int = 64) -> dict[str, float]:
-    """Mean next-token loss of the clean model, with the SAE's reconstruction in place of the neurons, and with
-    the neurons zero-ablated."""
-    def run(fn) -> float:
-        total = 0.0
-        for i in range(0, len(tokens), batch_size):
-            t = tokens[i:i + batch_size].to(model.cfg.device)
-            hooks = [] if fn is None else [(hook, lambda a, hook: fn(a))]
-            total += float(model.run_with_hooks(t, return_type="loss", fwd_hooks=hooks)) * len(t)
-        return total / len(tokens)
-    return {"clean": run(None), "sae": run(lambda a: sae.decode(sae.encode(a))), "zero": run(torch.zeros_like)}
+def loss_with(model: HookedTransformer, tokens: Int[Tensor, "doc pos"], replace=None, hook: str = MLP_HOOK,
+              batch_size: int = 64) -> float:
+    """Mean next-token loss with the neurons at ``hook`` replaced by ``replace(neurons)`` (None: the clean model)."""
+    total = 0.0
+    for i in range(0, len(tokens), batch_size):
+        t = tokens[i:i + batch_size].to(model.cfg.device)
+        hooks = [] if replace is None else [(hook, lambda a, hook: replace(a))]
+        total += float(model.run_with_hooks(t, return_type="loss", fwd_hooks=hooks)) * len(t)
+    return total / len(tokens)
+
+
+def baseline_losses(model: HookedTransformer, tokens: Int[Tensor, "doc pos"], hook: str = MLP_HOOK) -> dict:
+    """The clean model's loss and the loss with the neurons zero-ablated: the 100% and 0% of loss recovered."""
+    return {"clean": loss_with(model, tokens, None, hook), "zero": loss_with(model, tokens, torch.zeros_like, hook)}
 
 
 @torch.inference_mode()
 def evaluate_dictionary(model: HookedTransformer, sae, tokens: Int[Tensor, "doc pos"],
-                        acts: Float[Tensor, "token d_mlp"]) -> tuple[dict, Tensor]:
-    """The paper's numbers for one SAE, and its feature activations [token d_sae]."""
+                        acts: Float[Tensor, "token d_mlp"], baseline: dict | None = None,
+                        hook: str = MLP_HOOK) -> tuple[dict, Tensor]:
+    """The paper's numbers for one SAE, and its feature activations [token d_sae]. ``baseline``: the clean and
+    zero-ablation losses (:func:`baseline_losses`), shared by every dictionary evaluated on these tokens."""
     feats = sae.encode(acts)  # [token d_sae]
     freq = M.firing_frequency(feats)
-    ce = losses(model, tokens, sae)
+    ce = {**(baseline or baseline_losses(model, tokens, hook)),
+          "sae": loss_with(model, tokens, lambda a: sae.decode(sae.encode(a)), hook)}
     row = {"d_sae": int(feats.shape[1]), "expansion": feats.shape[1] / acts.shape[1], "l0": M.l0(feats),
            "fvu": M.fvu(acts, sae.decode(feats)), "loss_clean": ce["clean"], "loss_sae": ce["sae"],
            "loss_zero_ablation": ce["zero"], "ce_recovered": M.ce_loss_recovered(ce["clean"], ce["sae"], ce["zero"]),
@@ -172,8 +177,9 @@ def evaluate_all(model: HookedTransformer, saes: dict[int, object], tokens: Int[
 
     acts = mlp_activations(model, tokens, hook)  # [token d_mlp]
     rows, feats, freqs = [], {}, {}
+    baseline = baseline_losses(model, tokens, hook)
     for e in sorted(saes):
-        row, feats[e] = evaluate_dictionary(model, saes[e], tokens, acts)
+        row, feats[e] = evaluate_dictionary(model, saes[e], tokens, acts, baseline, hook)
         rows.append(row)
         freqs[e] = M.firing_frequency(feats[e])
         print(f"[monosemanticity] x{e}: {row}", flush=True)

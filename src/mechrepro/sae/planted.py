@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mechrepro.sae.metrics import mean_max_cosine
+from mechrepro.sae.metrics import cosine_matrix, mean_max_cosine
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,10 @@ def run_planted(cfg: PlantedConfig) -> dict:
     ev = eval_sae_on_synthetic_data(sae, truth, gen, num_samples=20_000, batch_size=5_000)
     true_dirs = truth.feature_vectors.detach()
     decoder = sae.W_dec.detach()  # [d_sae d_model]
-    cos = torch.nn.functional.normalize(true_dirs, dim=-1) @ torch.nn.functional.normalize(decoder, dim=-1).T
-    return {"mmcs": mean_max_cosine(decoder, true_dirs), "best_cosine": cos.max(dim=1).values,
-            "summary": {"planted.mmcs": mean_max_cosine(decoder, true_dirs), "planted.true_l0": ev.true_l0,
+    best = cosine_matrix(true_dirs, decoder).max(dim=1).values  # [true feature]; their mean is the MMCS
+    mmcs = mean_max_cosine(decoder, true_dirs)
+    return {"mmcs": mmcs, "best_cosine": best.float(),
+            "summary": {"planted.mmcs": mmcs, "planted.true_l0": ev.true_l0,
                         "planted.sae_l0": ev.sae_l0, "planted.dead_latents": ev.dead_latents,
                         "planted.explained_variance": ev.explained_variance, "planted.mcc": ev.mcc,
                         "planted.n_features": cfg.n_features, "planted.d_model": cfg.d_model,

@@ -94,9 +94,15 @@ def _sample_year(tokenizer, rng: np.random.Generator, tries: int = 1000) -> tupl
     raise ValueError("no start year in 1102-1798 splits into a century and a two-digit token with this tokenizer")
 
 
+def year_probs(logits: torch.Tensor, yy_ids: torch.Tensor) -> torch.Tensor:
+    """Probabilities [prompt 100] of "00".."99" from final-position logits [prompt vocab] (softmax over the
+    whole vocabulary, as in the paper)."""
+    return torch.softmax(logits.float(), dim=-1)[:, yy_ids.to(logits.device)]
+
+
 def prob_diff(logits: torch.Tensor, start_yy: torch.Tensor, yy_ids: torch.Tensor) -> torch.Tensor:
     """Per-prompt probability difference from final-position logits [prompt vocab]."""
-    return _prob_diff(torch.softmax(logits.float(), dim=-1)[:, yy_ids], start_yy)
+    return _prob_diff(year_probs(logits, yy_ids), start_yy)
 
 
 def _prob_diff(p: torch.Tensor, start_yy: torch.Tensor) -> torch.Tensor:
@@ -110,8 +116,7 @@ def _prob_diff(p: torch.Tensor, start_yy: torch.Tensor) -> torch.Tensor:
 
 def evaluate_greater_than(model: HookedTransformer, prompts: YearPrompts, tokenizer) -> dict[str, float]:
     logits = last_token_logits(model, prompts.tokens)
-    yy_ids = two_digit_ids(tokenizer)
-    p = torch.softmax(logits.float(), dim=-1)[:, yy_ids]
+    p = year_probs(logits, two_digit_ids(tokenizer))
     return {"gt_prob_diff": float(_prob_diff(p, prompts.start_yy).mean()), "gt_year_mass": float(p.sum(-1).mean()),
             "gt_n_prompts": len(logits)}
 
@@ -120,12 +125,6 @@ def cutoff_sharpness(p: torch.Tensor, start_yy: torch.Tensor) -> torch.Tensor:
     """Per-prompt p(YY+1) - p(YY-1) from probabilities of "00".."99" [prompt 100] (Hanna et al. §2.2)."""
     rows = torch.arange(len(p))
     return p[rows, start_yy + 1] - p[rows, start_yy - 1]
-
-
-def year_probs(logits: torch.Tensor, yy_ids: torch.Tensor) -> torch.Tensor:
-    """Probabilities [prompt 100] of "00".."99" from final-position logits [prompt vocab] (softmax over the
-    whole vocabulary, as in the paper)."""
-    return torch.softmax(logits.float(), dim=-1)[:, yy_ids.to(logits.device)]
 
 
 def heatmap(values: torch.Tensor, start_yy: torch.Tensor) -> torch.Tensor:

@@ -189,20 +189,26 @@ def evaluate_circuits(model: HookedTransformer, ds: YearDataset, circuits: dict[
 
 
 @torch.inference_mode()
-def attention_to_yy(model: HookedTransformer, ds: YearDataset) -> Tensor:
+def clean_cache(model: HookedTransformer, ds: YearDataset):
+    """One clean run keeping what :func:`attention_to_yy` and :func:`mlp_year_logits` read."""
+    c = model.cfg
+    names = {utils.get_act_name("pattern", la) for la in range(c.n_layers)} | {"ln_final.hook_scale"}
+    names |= set() if c.attn_only else {utils.get_act_name("mlp_out", la) for la in range(c.n_layers)}
+    return model.run_with_cache(ds.clean.to(c.device), names_filter=lambda n: n in names)[1]
+
+
+def attention_to_yy(model: HookedTransformer, ds: YearDataset, cache) -> Tensor:
     """[layer head] mean attention from END to the start year's YY token on the clean prompts."""
     names = [utils.get_act_name("pattern", la) for la in range(model.cfg.n_layers)]
-    _, cache = model.run_with_cache(ds.clean.to(model.cfg.device), names_filter=lambda n: n in names)
     return torch.stack([cache[n][:, :, ds.positions["end"], ds.positions["yy"]].mean(0) for n in names]).cpu()
 
 
 @torch.inference_mode()
-def mlp_year_logits(model: HookedTransformer, ds: YearDataset) -> Tensor:
+def mlp_year_logits(model: HookedTransformer, ds: YearDataset, cache) -> Tensor:
     """[layer prompt 100] each MLP's direct contribution to the logits of "00".."99" at END (its output divided
     by the final LayerNorm's scale, unembedded: the paper's logit lens of §4), centred over the 100 years."""
     c = model.cfg
-    names = [utils.get_act_name("mlp_out", la) for la in range(c.n_layers)] + ["ln_final.hook_scale"]
-    _, cache = model.run_with_cache(ds.clean.to(c.device), names_filter=lambda n: n in names)
+    names = [utils.get_act_name("mlp_out", la) for la in range(c.n_layers)]
     end = ds.positions["end"]
     scale = cache["ln_final.hook_scale"][:, end] if c.normalization_type is not None else 1.0
     out = torch.stack([(cache[names[la]][:, end] / scale) @ model.W_U[:, ds.yy_ids.to(c.device)]
@@ -261,8 +267,9 @@ def run_analysis(model: HookedTransformer, cfg: GreaterThanConfig, paper_circuit
     sharp = {k: float(cutoff_sharpness(p, ds.start_yy).mean()) for k, p in probs.items()}
     full = pd["model"]
     stage("attention to YY and the MLPs' year logits")
-    attn = attention_to_yy(model, ds)
-    mlp_maps = [] if model.cfg.attn_only else [heatmap(m, ds.start_yy) for m in mlp_year_logits(model, ds)]
+    cache = clean_cache(model, ds)
+    attn = attention_to_yy(model, ds, cache)
+    mlp_maps = [] if model.cfg.attn_only else [heatmap(m, ds.start_yy) for m in mlp_year_logits(model, ds, cache)]
     fractions = [later_fraction(m) for m in mlp_maps]
     circuit_mlps = [la for la, w in circuit.end if w == MLP]
     best = max(circuit_mlps, key=lambda la: fractions[la]) if circuit_mlps else None
