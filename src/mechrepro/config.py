@@ -6,6 +6,7 @@ through :func:`validate_config` before any job starts; errors name the offending
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -51,13 +52,30 @@ def coerce_cli_values(config: dict) -> dict:
     return config
 
 
-def validate_config(config: dict, schema_path: str | Path) -> None:
-    """Raise :class:`ConfigError` listing every invalid key of ``config``."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+def _errors(validator: jsonschema.Draft202012Validator, config: dict, prefix: str = "") -> list[str]:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        raise ConfigError("invalid config:\n" + "\n".join("  " + _describe(e) for e in errors))
+    return [_describe(e).replace("config key '", f"config key '{prefix}", 1) for e in errors]
+
+
+@functools.lru_cache(maxsize=4)
+def _validator(schema_path: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(yaml.safe_load(Path(schema_path).read_text()))
+
+
+def validate_config(config: dict, schema_path: str | Path) -> None:
+    """Raise :class:`ConfigError` listing every invalid key of ``config``.
+
+    ``smoke_config`` (the paper scale's offline overrides) is checked too: the config with it merged in must
+    pass the same schema, and its errors are named ``smoke_config.<key>``.
+    """
+    validator = _validator(str(schema_path))
+    problems = _errors(validator, config)
+    over = config.get("smoke_config")
+    if not problems and isinstance(over, dict) and over:
+        base = {k: v for k, v in config.items() if k not in ("smoke", "smoke_config")}
+        problems = _errors(validator, _deep_merge(base, over), prefix="smoke_config.")
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join("  " + p for p in problems))
 
 
 def config_hash(config: dict) -> str:
@@ -71,6 +89,15 @@ def _deep_merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def _check_layers(key: str, model: str, layers: list[int]) -> None:
+    from mechrepro.models.registry import REGISTRY
+
+    n = REGISTRY[model].n_layers
+    if n and any(not 0 <= layer < n for layer in layers):
+        raise ConfigError(f"config key '{key}': layer {max(layers)} is out of range for {model!r}, which has "
+                          f"{n} layer{'s' if n != 1 else ''} (0..{n - 1})")
 
 
 def resolve(config: dict) -> dict:
@@ -114,6 +141,10 @@ def resolve(config: dict) -> dict:
         if REGISTRY[m].kind == "toy" and REGISTRY[m].corpus not in cfg["corpus"]:
             raise ConfigError(f"config key 'toy_models': {m!r} trains on corpus {REGISTRY[m].corpus!r}, "
                               f"which config 'corpus' does not define ({', '.join(cfg['corpus'])})")
+    mono = cfg["monosemanticity"]
+    _check_layers("monosemanticity.hook", mono["model"], [int(mono["hook"].split(".")[1])])
+    if "pretrained" in mono:
+        _check_layers("monosemanticity.pretrained.layers", mono["pretrained"]["model"], mono["pretrained"]["layers"])
     for m in ih["phase_models"]:
         n_ctx = cfg["corpus"][REGISTRY[m].corpus]["n_ctx"] if REGISTRY[m].kind == "toy" else 0
         if not ih["icl_early"] < ih["icl_late"] < n_ctx:

@@ -80,6 +80,10 @@ class PretrainedModel:
     tl_name: str
     tokenizer: str = "gpt2"  # offline copy of its tokenizer, for datasets built without the model
     description: str = ""
+    n_layers: int = 0
+    # What TransformerLens downloads for it (checked against TransformerLens's own name table in the tests):
+    # the weights' Hugging Face repo, and the tokenizer's when it lives elsewhere.
+    hub_repos: tuple[str, ...] = ()
     kind: str = field(default="pretrained", init=False)
 
 
@@ -97,6 +101,10 @@ class RandomInitModel:
     seed: int = 0
     description: str = ""
     kind: str = field(default="random", init=False)
+
+    @property
+    def n_layers(self) -> int:
+        return self.cfg["n_layers"]
 
 
 GPT2_SMALL_SHAPE = dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024, d_vocab=50257,
@@ -160,10 +168,12 @@ _SPECS = [
     _lm("toy-lm-ci", 2, 64, 4, 256, "gelu", _LM_CI_TRAIN, "toy-lm shrunk to the CI budget (fewer steps)."),
     _lm("toy-1l-mlp-ci", 1, 128, 4, 512, "relu", dataclasses.replace(_LM_CI_TRAIN, n_steps=600),
         "toy-1l-mlp shrunk to the CI budget (fewer steps)."),
-    PretrainedModel("gpt2-small", "gpt2", "gpt2", "GPT-2 small (Radford et al. 2019), via TransformerLens"),
+    PretrainedModel("gpt2-small", "gpt2", "gpt2", "GPT-2 small (Radford et al. 2019), via TransformerLens",
+                    n_layers=12, hub_repos=("gpt2",)),
     PretrainedModel("gelu-1l", "gelu-1l", "NeelNanda/gpt-neox-tokenizer-digits",
                     "Nanda's 1-layer GELU transformer (2048 MLP neurons), the open-source stand-in for Bricken et al.'s "
-                    "one-layer model, via TransformerLens"),
+                    "one-layer model, via TransformerLens",
+                    n_layers=1, hub_repos=("NeelNanda/GELU_1L512W_C4_Code", "NeelNanda/gpt-neox-tokenizer-digits")),
     RandomInitModel("gpt2-random", "gpt2-small", "gpt2", GPT2_SMALL_SHAPE,
                     description="GPT-2-small shape, random init, the real GPT-2 tokenizer: offline smoke runs only"),
 ]
