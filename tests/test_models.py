@@ -107,8 +107,41 @@ def test_truncated_weights_give_a_clear_error(tmp_path):
     path = tmp_path / "w.safetensors"
     save_tensors(path, {"x": torch.ones(100)})
     path.write_bytes(path.read_bytes()[:50])
-    with pytest.raises(ValueError, match="not a readable safetensors file.*delete it and rerun"):
+    with pytest.raises(ValueError, match="not a readable safetensors file.*moved to w.safetensors.corrupt.*rerun"):
         load_tensors(path)
+    assert not path.exists() and (tmp_path / "w.safetensors.corrupt").stat().st_size == 50  # kept, never read
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    import mechrepro.models.registry as reg
+
+    monkeypatch.setitem(reg.REGISTRY, RECIPE.name, RECIPE)
+
+
+@pytest.mark.parametrize("which", ["model.safetensors", "first checkpoint"])
+def test_corrupt_weights_give_a_clear_error_and_the_rerun_retrains(tmp_path, registered, which):
+    mdir = tmp_path / "models" / RECIPE.name
+    train(RECIPE, _tokens(), VOCAB, mdir, progress=False)
+    save_tokenizer(build_tokenizer(), mdir / "tokenizer.json")
+    rel = "model.safetensors" if which == "model.safetensors" else read_json(mdir / "checkpoints.json")[0]["path"]
+    good = {k: v.clone() for k, v in load_tensors(mdir / rel).items()}  # (loaded tensors map the file)
+    blob = (mdir / rel).read_bytes()
+    (mdir / rel).write_bytes(blob[: len(blob) // 2])  # truncated, as by a full disk
+    with pytest.raises(ModelUnavailableError, match=r"not a readable safetensors file.*retrains"):
+        load_model(RECIPE.name, models_dir=tmp_path / "models", checkpoint=None if which == "model.safetensors" else rel)
+    # set aside, not deleted; the card too, so Snakemake sees the model missing and reruns its training
+    assert (mdir / (rel + ".corrupt")).exists() and not (mdir / rel).exists() and not (mdir / "model.json").exists()
+    if which == "model.safetensors":  # the resume state is intact: rebuilt from it, no step retrained
+        result = train(RECIPE, _tokens(), VOCAB, mdir, progress=False)
+        assert result.resumed_from_step == RECIPE.train.n_steps
+    else:  # an early checkpoint can only be remade by training again from the start
+        with pytest.warns(UserWarning, match="missing or unreadable; training from scratch"):
+            result = train(RECIPE, _tokens(), VOCAB, mdir, progress=False)
+        assert result.resumed_from_step == 0
+    rebuilt = load_tensors(mdir / rel)  # (safetensors metadata order varies: compare tensors, not bytes)
+    assert rebuilt.keys() == good.keys() and [k for k in good if not torch.equal(rebuilt[k], good[k])] == []
+    assert load_model(RECIPE.name, models_dir=tmp_path / "models") is not None
 
 
 def test_unknown_and_untrained_models():

@@ -70,6 +70,12 @@ def test_train_save_load_round_trip(tmp_path):
     assert fvu < 0.5  # it learned something in 80 steps
     with pytest.raises(FileNotFoundError, match="no SAE"):
         load_sae(tmp_path / "missing")
+    # Truncated weights: a clear error, and the folder set aside so that the rerun retrains it.
+    weights = tmp_path / "x4/sae_weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match="SAE at .*x4 cannot be read.*moved to x4.corrupt; rerun"):
+        load_sae(tmp_path / "x4")
+    assert not (tmp_path / "x4").exists() and (tmp_path / "x4.corrupt/cfg.json").exists()
 
 
 def test_latent_labels_follow_the_corpus_roles():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +26,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # ".<stem>.<random>.tmp<suffix>": hidden, and tools that go by the suffix (papermill) still see it
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield tmp_path
+        if tmp_path.is_file():  # mkstemp makes 0600 files (and some writers recreate it so): the usual permissions
+            os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -86,19 +89,54 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own SafetensorError on truncation
-        raise ValueError(f"{path} is not a readable safetensors file ({err}); delete it and rerun to rebuild it") from err
+        raise ValueError(f"{path} is not a readable safetensors file ({err}); {set_aside(path)}") from err
+
+
+def set_aside(path: str | os.PathLike) -> str:
+    """Rename a corrupt output to ``<name>.corrupt`` (kept for inspection, never read again), so that rerunning
+    the same Snakemake command sees the output missing and rebuilds it. Returns a sentence saying so."""
+    path = Path(path)
+    bad = path.with_name(path.name + ".corrupt")
+    if bad.exists():
+        shutil.rmtree(bad) if bad.is_dir() else bad.unlink()
+    os.replace(path, bad)
+    return f"it was moved to {bad.name}; rerun the same command to rebuild it"
+
+
+@contextlib.contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM (Snakemake's or SLURM's way of stopping a job) into ``SystemExit`` for the block, so that
+    ``finally`` clauses run: temporaries of atomic writes are removed, nothing half-written is left behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
 def log_to(path: str | os.PathLike | None) -> Iterator[None]:
-    """Send stdout and stderr (progress bars, warnings) to a log file for the block."""
+    """Send stdout and stderr (progress bars, warnings) to a log file for the block, which also ends cleanly on
+    SIGTERM (:func:`terminate_cleanly`)."""
     if path is None:
-        yield
+        with terminate_cleanly():
+            yield
         return
     import sys
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    with (terminate_cleanly(), open(path, "w", buffering=1) as f, contextlib.redirect_stdout(f),
+          contextlib.redirect_stderr(f)):
         try:
             yield
         except BaseException:

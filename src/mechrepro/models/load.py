@@ -64,7 +64,13 @@ def _load_toy(spec: ToyRecipe, models_dir: Path, checkpoint: str | None, device:
     weights = mdir / (checkpoint or "model.safetensors")
     model = HookedTransformer(spec.tl_config(info["d_vocab"]), tokenizer=load_tokenizer(mdir / "tokenizer.json"),
                               move_to_device=False)
-    model.load_state_dict(load_tensors(weights))
+    try:
+        state = load_tensors(weights)
+    except ValueError as err:  # corrupt: set aside by load_tensors; the card goes too, so the model is retrained
+        card.replace(card.with_name(card.name + ".invalid"))
+        raise ModelUnavailableError(f"toy model {spec.name!r}: {err}. Its card {card.name} was set aside as well, "
+                                    "so the rerun retrains the model (from its resume state, if that is intact)") from err
+    model.load_state_dict(state)
     return model.to(device)
 
 

@@ -103,6 +103,29 @@ def _load_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, f
     return step, [tuple(row) for row in t["log"].tolist()]
 
 
+def _fresh(recipe: ToyRecipe, d_vocab: int) -> tuple[HookedTransformer, torch.optim.AdamW]:
+    """The seeded initial model and its optimizer."""
+    r = recipe.train
+    torch.manual_seed(r.seed)
+    model = HookedTransformer(recipe.tl_config(d_vocab))
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "W_pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "W_pos" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=r.lr, betas=r.betas)
+    return model, opt
+
+
+def _readable(path: Path) -> bool:
+    try:
+        load_tensors(path)
+    except FileNotFoundError:
+        return False
+    except ValueError:  # corrupt: load_tensors has set it aside
+        return False
+    return True
+
+
 def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_dir: str | Path,
           *, progress: bool = True) -> TrainResult:
     """Train ``recipe`` on ``tokens`` and write into ``out_dir``:
@@ -118,13 +141,7 @@ def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_d
         raise ValueError(f"corpus context {tokens.shape[1]} is shorter than {recipe.name}'s n_ctx {recipe.n_ctx}")
     tokens = tokens[:, : recipe.n_ctx]
 
-    torch.manual_seed(r.seed)
-    model = HookedTransformer(recipe.tl_config(d_vocab))
-    model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "W_pos" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "W_pos" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=r.lr, betas=r.betas)
+    model, opt = _fresh(recipe, d_vocab)
     order = data_order(len(tokens), r)
     keep = checkpoint_steps(r)
     tokens_per_step = r.batch_size * recipe.n_ctx
@@ -138,9 +155,17 @@ def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_d
         except ValueError as err:
             warnings.warn(f"{err}; training {recipe.name} from scratch", stacklevel=2)
             start, log = 0, []
+    broken = [s for s in keep if s <= start and not _readable(ckpt_dir / f"step_{s:06d}.safetensors")]
+    if broken:  # a kept checkpoint before the resume point is missing or corrupt: only a full rerun remakes it
+        warnings.warn(f"checkpoint step {broken[0]} of {recipe.name} is missing or unreadable; "
+                      "training from scratch to rebuild it", stacklevel=2)
+        model, opt = _fresh(recipe, d_vocab)
+        start, log = 0, []
     if start == 0:  # checkpoints of an earlier, different run must not pass for this one's
         for stale in ckpt_dir.glob("step_*.safetensors"):
             stale.unlink()
+    for leftover in [*out_dir.glob(".*.tmp*"), *ckpt_dir.glob(".*.tmp*")]:  # temporaries of a killed run
+        leftover.unlink()
 
     pending = torch.zeros((), dtype=torch.float64)  # loss sum since the last log line (no per-step sync)
     n_pending = 0

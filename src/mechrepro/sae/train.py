@@ -20,6 +20,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from mechrepro.io import set_aside
+
 MLP_HOOK = "blocks.0.mlp.hook_post"  # the neurons of a one-layer model's MLP (Bricken et al. §"Setup")
 
 
@@ -106,4 +108,7 @@ def load_sae(path: str | Path):
 
     if not (Path(path) / "cfg.json").exists():
         raise FileNotFoundError(f"no SAE at {path} (expected cfg.json and sae_weights.safetensors there)")
-    return SAE.load_from_disk(path)
+    try:
+        return SAE.load_from_disk(path)
+    except Exception as err:  # a truncated or corrupt weights file: SafetensorError or a JSON error, by version
+        raise ValueError(f"the SAE at {path} cannot be read ({type(err).__name__}: {err}); {set_aside(path)}") from err
