@@ -37,6 +37,14 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err))
 
+# The paper scale's downloads, checked before any job starts: one list of what is missing and how to provide it,
+# instead of a stack trace from deep inside a library in every job.
+if SCALE == "paper" and not CFG["smoke"]:
+    from mechrepro.hub import explain, missing
+
+    if _missing := missing(CFG):
+        raise WorkflowError(explain(_missing))
+
 SLUGS = ["induction_heads", "ioi", "greater_than", "monosemanticity"]
 CAPABILITY_MODELS = CFG["capabilities"]["models"]
 CONFIG_HASH = config_hash(CFG)
@@ -118,12 +126,13 @@ def toy_recipe(wildcards):
 
 
 def model_seeds(names):
-    """Training seeds of the toy models among ``names`` (random-init models: their init seed)."""
+    """Training and corpus seeds of the toy models among ``names`` (random-init models: their init seed)."""
     out = {}
     for n in sorted(names):  # sorted: a set's order changes between runs, and params must not
         spec = get_spec(n)
         if spec.kind == "toy":
             out[f"train {n}"] = spec.train.seed
+            out[f"corpus {spec.corpus}"] = CFG["corpus"][spec.corpus]["seed"]
         elif spec.kind == "random":
             out[f"init {n}"] = spec.seed
     return out
