@@ -3,7 +3,8 @@ self-contained HTML page with the offline template, and an index lists every rep
 
 The template (``workflow/templates/offline``) drops every block that would load a script from a
 CDN; images are embedded as data URIs; the code cells are hidden (reviewers read prose, tables and
-figures). Strings that came from a model are escaped by the notebooks (:func:`html_table`).
+figures). Strings that came from a model are escaped by the notebooks (:func:`html_table`,
+:func:`escape`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,19 @@ import pandas as pd
 from mechrepro.io import atomic_path, read_json, write_text
 
 STATUS_ORDER = ("pass", "fail", "not run", "not comparable")
+
+
+# One pass, character by character: HTML's special characters as entities, and Markdown's punctuation as numeric
+# character references, which show as the characters themselves in HTML and in Markdown but which Markdown reads
+# as no syntax (no ![](url) image, no [link](javascript:...)).
+_INERT = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
+          **{c: f"&#{ord(c)};" for c in "\\`*_{}[]()#+-.!|~:"}}
+
+
+def escape(text) -> str:
+    """``text`` made inert in both HTML and Markdown outputs. For every string a notebook interpolates into
+    ``HTML(...)`` or ``Markdown(...)``."""
+    return "".join(_INERT.get(c, c) for c in str(text))
 
 
 def html_table(df: pd.DataFrame, classes: str = "mr", status_col: str | None = None) -> str:
