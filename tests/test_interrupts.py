@@ -57,10 +57,10 @@ def resume_step(out: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict:
+def uninterrupted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("full")
     train(RECIPE, tokens(), VOCAB, out, progress=False)
-    return load_tensors(out / "model.safetensors")
+    return out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -85,7 +85,8 @@ def test_killed_training_job_resumes_to_the_same_weights(tmp_path, uninterrupted
 
     result = train(RECIPE, tokens(), VOCAB, out, progress=False)  # the rerun
     assert result.resumed_from_step == killed_at
-    resumed = load_tensors(out / "model.safetensors")
-    assert resumed.keys() == uninterrupted.keys()
-    assert [k for k in resumed if not torch.equal(resumed[k], uninterrupted[k])] == []
+    resumed, full = load_tensors(out / "model.safetensors"), load_tensors(uninterrupted / "model.safetensors")
+    assert resumed.keys() == full.keys() and [k for k in resumed if not torch.equal(resumed[k], full[k])] == []
+    for same in ("train_log.csv", "checkpoints.json", "model.json"):  # the same bytes, not only the same weights
+        assert (out / same).read_bytes() == (uninterrupted / same).read_bytes(), same
     assert [*out.glob(".*.tmp*"), *(out / "checkpoints").glob(".*.tmp*")] == []  # SIGKILL's leftovers cleared

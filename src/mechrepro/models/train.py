@@ -100,7 +100,8 @@ def _load_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, f
         if f"adam.{i}.exp_avg" in t:
             opt.state[p] = {"exp_avg": t[f"adam.{i}.exp_avg"].clone(), "exp_avg_sq": t[f"adam.{i}.exp_avg_sq"].clone(),
                             "step": t[f"adam.{i}.step"].reshape(())}
-    return step, [tuple(row) for row in t["log"].tolist()]
+    # rows as the uninterrupted run has them: integer step and tokens (a float 1003520.0 would print as 1.00352e+06)
+    return step, [(int(st), int(tok), loss, lr) for st, tok, loss, lr in t["log"].tolist()]
 
 
 def _fresh(recipe: ToyRecipe, d_vocab: int) -> tuple[HookedTransformer, torch.optim.AdamW]:
