@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,3 +96,14 @@ def hand_model():
 @pytest.fixture
 def tiny_model():
     return tiny_attn_only()
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow (Snakefile, workflow/, replications/; not results/ or reports/) in ``dest``, as a
+    user's fresh checkout would have it."""
+    root = Path(__file__).resolve().parents[1]
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "Snakefile", dest)
+    for sub in ("workflow", "replications"):
+        shutil.copytree(root / sub, dest / sub)
+    return dest

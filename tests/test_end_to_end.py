@@ -1,17 +1,26 @@
-"""End to end: the ci scale through Snakemake in a temporary directory (a few minutes on 2 cores)."""
+"""End to end: the ci scale through Snakemake in a temporary directory (minutes on 2 cores), killed once
+mid-training and completed by rerunning the same command; its reports opened in a headless Chromium."""
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from safetensors import safe_open
 
+from conftest import copy_workflow
 from mechrepro.models.load import default_gpt2_tokenizer_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+CI = ("--cores", "2", "--config", "scale=ci")
+# Where the interruption happens: the longest training job of the ci scale, a quarter of the way in.
+KILLED_MODEL, KILL_AFTER_STEP = "toy-lm-ci", 300
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -19,20 +28,63 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=1800)
 
 
-@pytest.fixture(scope="module")
+def _resume_step(model_dir: Path) -> int:
+    try:
+        with safe_open(str(model_dir / "checkpoints/resume.safetensors"), "pt") as f:
+            return int(f.metadata()["step"])
+    except Exception:  # not written yet
+        return 0
+
+
+@pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
-    """A copy of the workflow (not of results/ or reports/), as a user's fresh checkout would have."""
-    d = tmp_path_factory.mktemp("e2e")
-    shutil.copy(ROOT / "Snakefile", d)
-    for sub in ("workflow", "replications"):
-        shutil.copytree(ROOT / sub, d / sub)
-    return d
+    """A copy of the workflow (not of results/ or reports/), as a user's fresh checkout would have.
+
+    ``MECHREPRO_E2E_DIR`` keeps it at a known place (CI compares it with a second run through SLURM)."""
+    keep = os.environ.get("MECHREPRO_E2E_DIR")
+    d = Path(keep) if keep else tmp_path_factory.mktemp("e2e")
+    if keep:
+        shutil.rmtree(d, ignore_errors=True)
+    return copy_workflow(d)
+
+
+@pytest.fixture(scope="session")
+def ci_run(workdir) -> dict:
+    """The ci scale, SIGKILLed (the whole process group, as when a node is lost) while training
+    {KILLED_MODEL}, then completed by rerunning the same command, as the README's Troubleshooting says."""
+    log = (workdir / "first_run.log").open("w")
+    first = subprocess.Popen([sys.executable, "-m", "snakemake", *CI], cwd=workdir, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    model_dir = workdir / f"results/ci/models/{KILLED_MODEL}"
+    deadline = time.monotonic() + 1500
+    while _resume_step(model_dir) < KILL_AFTER_STEP:
+        assert first.poll() is None, "the first run ended before it could be killed:\n" + \
+            (workdir / "first_run.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{KILLED_MODEL} did not reach step {KILL_AFTER_STEP}"
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    log.close()
+    killed_at = _resume_step(model_dir)
+    assert not (model_dir / "model.json").exists()
+    # The half-written outputs are not taken as complete: the same command refuses them ...
+    again = _snakemake(workdir, *CI)
+    assert again.returncode != 0 and "IncompleteFilesException" in again.stderr, again.stderr[-3000:]
+    assert f"results/ci/models/{KILLED_MODEL}/" in again.stderr.split("Incomplete files:")[-1]
+    # ... and after --unlock (a killed Snakemake leaves its lock), --rerun-incomplete completes the run.
+    assert _snakemake(workdir, "--unlock", *CI).returncode == 0
+    t0 = time.monotonic()
+    final = _snakemake(workdir, *CI, "--rerun-incomplete")
+    assert final.returncode == 0, final.stderr[-4000:]
+    return {"killed_at": killed_at, "rerun_s": time.monotonic() - t0, "stderr": final.stderr}
 
 
 @pytest.mark.e2e
-def test_ci_scale_end_to_end(workdir):
-    run = _snakemake(workdir, "--cores", "2", "--config", "scale=ci")
-    assert run.returncode == 0, run.stderr[-4000:]
+def test_ci_scale_end_to_end(workdir, ci_run):
+    # The killed training job resumed from its newest resume state (and the run went on to the end).
+    train_log = (workdir / f"results/ci/logs/train_{KILLED_MODEL}.log").read_text()
+    assert ci_run["killed_at"] >= KILL_AFTER_STEP
+    assert f"resumed from step {ci_run['killed_at']}" in train_log
     reports = list((workdir / "reports/ci").glob("*/induction_heads.html"))
     assert len(reports) == 1
     page = reports[0].read_text()
@@ -74,15 +126,56 @@ def test_ci_scale_end_to_end(workdir):
     assert {"ioi_accuracy", "ioi_logit_diff", "gt_prob_diff", "heldout_loss"} <= set(caps["metrics"])
     assert caps["checks"] == []
 
-    dry = _snakemake(workdir, "-n", "--cores", "2", "--config", "scale=ci")
+    dry = _snakemake(workdir, "-n", *CI)
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
+    # Every report's provenance shows the seeds (determinism: .ci/slurm.sh reruns the scale and compares).
+    for slug in ("induction_heads", "ioi", "greater_than", "monosemanticity"):
+        seeds = json.loads((reports[0].parent / f"{slug}.provenance.json").read_text())["seeds"]
+        html = (reports[0].parent / f"{slug}.html").read_text()
+        assert "config" in seeds and all(name in html for name in seeds), (slug, seeds)
+    assert {"train toy-lm-ci", "corpus lm"} <= set(json.loads(
+        (reports[0].parent / "ioi.provenance.json").read_text())["seeds"])
+
+
+def result_tables(results: Path) -> dict[str, bytes]:
+    """Every claims.json, metrics and summary JSON and CSV table of a run, by relative path (not the logs and the
+    job timings, which differ from run to run by nature)."""
+    return {str(f.relative_to(results)): f.read_bytes() for f in sorted(results.rglob("*"))
+            if f.suffix in (".json", ".csv") and f.relative_to(results).parts[0] not in ("logs", "benchmarks")}
+
+
+@pytest.mark.e2e
+def test_ci_scale_twice_gives_identical_claims_and_tables(workdir, ci_run, tmp_path_factory):
+    """Determinism on CPU: a second run of the ci scale from scratch, in another directory and not interrupted,
+    gives byte-identical claims.json files, metrics and result tables to the first (killed and resumed) one."""
+    second = copy_workflow(tmp_path_factory.mktemp("e2e-second"))
+    run = _snakemake(second, *CI)
+    assert run.returncode == 0, run.stderr[-4000:]
+    first, again = result_tables(workdir / "results/ci"), result_tables(second / "results/ci")
+    assert len(first) > 50 and sum(k.endswith("claims.json") for k in first) == 4
+    assert sorted(first) == sorted(again)
+    assert [k for k in first if first[k] != again[k]] == []
+
+
+@pytest.mark.e2e
+def test_ci_reports_in_a_browser(workdir, ci_run):
+    """Every report and the index, in headless Chromium with the network off: rendered, figures present and
+    not blank, no request leaving the machine, no console error."""
+    from browser import Browser, check_report, require_chromium
+
+    pages = sorted((workdir / "reports/ci").glob("*/*.html"))
+    assert len(pages) == 5  # the four replications and the model cards
+    with Browser(require_chromium()) as b:
+        problems = [f"{p.name}: {x}" for p in pages for x in check_report(p, browser=b, min_images=2)]
+        problems += [f"index.html: {x}" for x in check_report(workdir / "reports/ci/index.html", browser=b)]
+    assert problems == []
 
 
 @pytest.mark.e2e
 @pytest.mark.skipif(not default_gpt2_tokenizer_dir().joinpath("vocab.json").exists(),
                     reason="GPT-2 tokenizer files (../shared/gpt2-tokenizer) not present")
-def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir):
+def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir, ci_run):
     """The paper-scale path offline: gpt2-random (GPT-2-small shape, real tokenizer), shrunk sizes."""
     run = _snakemake(workdir, "--cores", "2", "--config", "scale=paper", "smoke=true")
     assert run.returncode == 0, run.stderr[-4000:]
@@ -123,12 +216,15 @@ def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir):
     (["--config", "scale=ci", "n_probez=3"], "n_probez"),
     (["--config", "scale=ci", "seed=-1"], "'seed'"),
     (["--config", "scale=toy", "smoke=true"], "only the paper scale"),
+    (["--config", "scale=ci", "seed=abc"], "'seed'"),
+    (["--config", "scale=ci", "ioi={model: gpt-7}"], "unknown model 'gpt-7'; registered: attn-only-1l"),
 ])
-def test_bad_config_stops_before_any_job(workdir, args, needle):
-    run = _snakemake(workdir, "-n", "--cores", "1", *args)
-    assert run.returncode != 0
-    assert needle in run.stdout + run.stderr
-    assert "Job stats" not in run.stdout + run.stderr
+def test_bad_config_stops_before_any_job(tmp_path, args, needle):
+    copy_workflow(tmp_path)
+    run = _snakemake(tmp_path, "--cores", "1", *args)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and needle in out, out[-3000:]
+    assert "Job stats" not in out and "Traceback" not in out and not (tmp_path / "results").exists()
 
 
 def test_lint_is_clean(workdir):

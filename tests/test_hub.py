@@ -2,13 +2,13 @@
 starts (with how to provide them) when the hub cannot be reached."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
+from conftest import copy_workflow
 from mechrepro import hub
 from mechrepro.config import resolve
 from mechrepro.models.registry import REGISTRY
@@ -54,9 +54,7 @@ def test_a_cached_snapshot_counts_and_an_empty_one_does_not(tmp_path):
 
 
 def test_offline_paper_run_says_what_is_missing_before_any_job(tmp_path):
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    for sub in ("workflow", "replications"):
-        shutil.copytree(ROOT / sub, tmp_path / sub)
+    copy_workflow(tmp_path)
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     env.pop("HF_HUB_CACHE", None)
     run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--config", "scale=paper"], cwd=tmp_path,
