@@ -211,19 +211,20 @@ def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir, ci_r
     assert {r["layer"] for r in mono_summary["pretrained.rows"]} == {0, 11}
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--config", "scale=huge"], "'scale'"),
-    (["--config", "scale=ci", "n_probez=3"], "n_probez"),
-    (["--config", "scale=ci", "seed=-1"], "'seed'"),
-    (["--config", "scale=toy", "smoke=true"], "only the paper scale"),
-    (["--config", "scale=ci", "seed=abc"], "'seed'"),
-    (["--config", "scale=ci", "ioi={model: gpt-7}"], "unknown model 'gpt-7'; registered: attn-only-1l"),
+@pytest.mark.parametrize("args,needles", [
+    (["--config", "scale=huge"], ["'scale'"]),
+    # every invalid key is named at once: a wrong type, an out-of-range value (nested: Snakemake reads it as the
+    # string "0", coerced to the schema's integer), a misspelt key
+    (["--config", "scale=ci", "seed=abc", "n_probez=3", "ioi={n_prompts: 0}"],
+     ["'seed': 'abc' is not of type 'integer'", "'n_probez': unknown key", "'ioi.n_prompts': 0 is less than"]),
+    (["--config", "scale=toy", "smoke=true"], ["only the paper scale"]),
+    (["--config", "scale=ci", "ioi={model: gpt-7}"], ["unknown model 'gpt-7'; registered: attn-only-1l"]),
 ])
-def test_bad_config_stops_before_any_job(tmp_path, args, needle):
+def test_bad_config_stops_before_any_job(tmp_path, args, needles):
     copy_workflow(tmp_path)
     run = _snakemake(tmp_path, "--cores", "1", *args)
     out = run.stdout + run.stderr
-    assert run.returncode != 0 and needle in out, out[-3000:]
+    assert run.returncode != 0 and all(n in out for n in needles), out[-3000:]
     assert "Job stats" not in out and "Traceback" not in out and not (tmp_path / "results").exists()
 
 

@@ -141,3 +141,21 @@ def test_layers_and_model_names_are_checked_against_the_model():
     cfg = set_at(scale_config("ci"), ("ioi", "model"), "gpt-7")
     msg = rejection(cfg)  # the valid names are listed
     assert "'ioi.model'" in msg and "unknown model 'gpt-7'" in msg and "gpt2-small" in msg and "toy-lm" in msg
+
+
+def test_command_line_strings_become_the_schema_types_and_bad_ones_stay_to_be_named():
+    """Snakemake's --config reads nested values as strings (``ioi={n_prompts: 30}`` gives "30")."""
+    from mechrepro.config import coerce_cli_values
+
+    cfg = scale_config("ci")
+    cfg.update(smoke="true", seed="3")
+    cfg["ioi"].update(n_prompts="30", direct_threshold="0.1", paper_circuit="false", model="toy-lm-ci")
+    cfg["ioi"]["exclude_templates"] = ["paper-01"]
+    coerce_cli_values(cfg, SCHEMA_PATH)
+    assert (cfg["smoke"], cfg["seed"]) == (True, 3)
+    assert (cfg["ioi"]["n_prompts"], cfg["ioi"]["direct_threshold"], cfg["ioi"]["paper_circuit"]) == (30, 0.1, False)
+    assert cfg["ioi"]["model"] == "toy-lm-ci" and cfg["ioi"]["exclude_templates"] == ["paper-01"]  # strings stay
+    cfg = scale_config("ci")
+    cfg["ioi"]["n_prompts"] = "thirty"
+    coerce_cli_values(cfg, SCHEMA_PATH)
+    assert "'ioi.n_prompts': 'thirty' is not of type 'integer'" in rejection(cfg)

@@ -45,21 +45,43 @@ def _describe(err: jsonschema.ValidationError) -> str:
 _CLI_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-def coerce_cli_values(config: dict) -> dict:
-    """``--config smoke=true`` arrives as the string "true": turn such strings into booleans."""
-    if isinstance(config.get("smoke"), str) and config["smoke"].lower() in _CLI_BOOLEANS:
-        config["smoke"] = _CLI_BOOLEANS[config["smoke"].lower()]
+@functools.lru_cache(maxsize=4)
+def _validator(schema_path: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(yaml.safe_load(Path(schema_path).read_text()))
+
+
+def _coerce(value: Any, node: dict) -> Any:
+    """``value`` with strings turned into the integer, number or boolean that the schema ``node`` asks for."""
+    if isinstance(value, dict):
+        props, extra = node.get("properties", {}), node.get("additionalProperties")
+        return {k: _coerce(v, props.get(k, extra if isinstance(extra, dict) else {})) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce(v, node.get("items", {})) for v in value]
+    if isinstance(value, str):
+        kind = node.get("type")
+        try:
+            if kind == "integer":
+                return int(value)
+            if kind == "number":
+                return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value  # left for the schema to name
+        if kind == "boolean" and value.lower() in _CLI_BOOLEANS:
+            return _CLI_BOOLEANS[value.lower()]
+    return value
+
+
+def coerce_cli_values(config: dict, schema_path: str | Path) -> dict:
+    """Snakemake's ``--config`` reads nested values as strings (``ioi={n_prompts: 30}`` gives "30", and
+    ``smoke=true`` "true"): turn each into the type the schema asks for, in place. Strings that are not numbers
+    or booleans stay, for :func:`validate_config` to name."""
+    config.update(_coerce(config, _validator(str(schema_path)).schema))
     return config
 
 
 def _errors(validator: jsonschema.Draft202012Validator, config: dict, prefix: str = "") -> list[str]:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     return [_describe(e).replace("config key '", f"config key '{prefix}", 1) for e in errors]
-
-
-@functools.lru_cache(maxsize=4)
-def _validator(schema_path: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(yaml.safe_load(Path(schema_path).read_text()))
 
 
 def validate_config(config: dict, schema_path: str | Path) -> None:

@@ -32,7 +32,8 @@ configfile: f"{workflow.basedir}/workflow/config/{SCALE}.yaml"
 
 config["scale"] = SCALE
 try:
-    validate_config(coerce_cli_values(config), f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+    _SCHEMA = f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
+    validate_config(coerce_cli_values(config, _SCHEMA), _SCHEMA)
     CFG = resolve(config)
 except ConfigError as err:
     raise WorkflowError(str(err))
