@@ -231,3 +231,24 @@ def test_bad_config_stops_before_any_job(tmp_path, args, needles):
 def test_lint_is_clean(workdir):
     run = _snakemake(workdir, "--lint", "--cores", "1", "--config", "scale=ci")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+@pytest.mark.e2e
+def test_truncated_model_gives_a_clear_error_and_the_rerun_retrains_it(workdir, ci_run):
+    """A model file truncated after the run (a full disk, a killed copy): the job that loads it stops with a
+    message naming the file and what to do; the same command again retrains the model (here rebuilt from its
+    intact resume state) and completes. Runs last: it rewrites one model of the ci run."""
+    target = "results/ci/models/attn-only-1l-ci/capabilities.json"
+    mdir = workdir / "results/ci/models/attn-only-1l-ci"
+    weights = mdir / "model.safetensors"
+    blob = weights.read_bytes()
+    weights.write_bytes(blob[: len(blob) // 2])
+    failed = _snakemake(workdir, target, "--forcerun", "capabilities", *CI)
+    log = (workdir / "results/ci/logs/capabilities_attn-only-1l-ci.log").read_text()
+    assert failed.returncode != 0
+    assert "model.safetensors is not a readable safetensors file" in log and "rerun the same command" in log
+    assert (mdir / "model.safetensors.corrupt").exists() and not (mdir / "model.json").exists()
+    rerun = _snakemake(workdir, target, *CI)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed from step" in (workdir / "results/ci/logs/train_attn-only-1l-ci.log").read_text()
+    assert weights.read_bytes() == blob  # the same weights as before (no metadata in model files: same bytes)
