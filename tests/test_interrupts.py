@@ -19,7 +19,7 @@ from mechrepro.models.train import train
 RECIPE = ToyRecipe(name="attn-only-1l-ci", n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=16,
                    normalization_type=None,
                    train=TrainRecipe(n_steps=240, batch_size=4, warmup_steps=10, resume_every=20, n_checkpoints=8,
-                                     log_every=10))
+                                     log_every=7))  # resume states fall between log lines: the partial loss sum must resume too
 VOCAB = 40
 
 # The job, as a separate process: the training of train_toy_model.py inside log_to (which turns SIGTERM into a

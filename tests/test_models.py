@@ -62,7 +62,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     # The log comes back from the resume state with integer steps and token counts, as an uninterrupted run's
     # (floats would print as 1.00352e+06 in train_log.csv past a million tokens).
     model, opt = train_mod._fresh(RECIPE, VOCAB)
-    _, log = train_mod._load_resume(tmp_path / "killed/checkpoints/resume.safetensors", model, opt,
+    _, log, _, _ = train_mod._load_resume(tmp_path / "killed/checkpoints/resume.safetensors", model, opt,
                                     train_mod.run_fingerprint(RECIPE, _tokens(), VOCAB))
     assert log and all(type(step) is int and type(tokens) is int for step, tokens, _, _ in log)
 

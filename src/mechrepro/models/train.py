@@ -76,8 +76,10 @@ def run_fingerprint(recipe: ToyRecipe, tokens: Tensor, d_vocab: int) -> str:
 
 
 def _save_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, step: int, log: list,
-                 fingerprint: str) -> None:
+                 fingerprint: str, pending: Tensor, n_pending: int) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    # the loss summed since the last log line: a resume state between two log lines must give the same next line
+    tensors["pending"] = torch.stack([pending.double(), torch.tensor(float(n_pending), dtype=torch.float64)])
     for i, p in enumerate(model.parameters()):
         st = opt.state.get(p, {})
         if st:
@@ -88,7 +90,8 @@ def _save_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, s
     save_tensors(path, tensors, metadata={"step": str(step), "fingerprint": fingerprint})
 
 
-def _load_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, fingerprint: str) -> tuple[int, list]:
+def _load_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW,
+                 fingerprint: str) -> tuple[int, list, Tensor, int]:
     t = load_tensors(path)
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
@@ -101,7 +104,9 @@ def _load_resume(path: Path, model: HookedTransformer, opt: torch.optim.AdamW, f
             opt.state[p] = {"exp_avg": t[f"adam.{i}.exp_avg"].clone(), "exp_avg_sq": t[f"adam.{i}.exp_avg_sq"].clone(),
                             "step": t[f"adam.{i}.step"].reshape(())}
     # rows as the uninterrupted run has them: integer step and tokens (a float 1003520.0 would print as 1.00352e+06)
-    return step, [(int(st), int(tok), loss, lr) for st, tok, loss, lr in t["log"].tolist()]
+    pending = t.get("pending", torch.zeros(2, dtype=torch.float64))
+    return step, [(int(st), int(tok), loss, lr) for st, tok, loss, lr in t["log"].tolist()], pending[0].clone(), \
+        int(pending[1])
 
 
 def _fresh(recipe: ToyRecipe, d_vocab: int) -> tuple[HookedTransformer, torch.optim.AdamW]:
@@ -149,10 +154,12 @@ def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_d
 
     fingerprint = run_fingerprint(recipe, tokens, d_vocab)
     start, log = 0, []  # log rows: (step, tokens, loss, lr)
+    pending = torch.zeros((), dtype=torch.float64)  # loss sum since the last log line (no per-step sync)
+    n_pending = 0
     resume = ckpt_dir / "resume.safetensors"
     if resume.exists():
         try:
-            start, log = _load_resume(resume, model, opt, fingerprint)
+            start, log, pending, n_pending = _load_resume(resume, model, opt, fingerprint)
         except ValueError as err:
             warnings.warn(f"{err}; training {recipe.name} from scratch", stacklevel=2)
             start, log = 0, []
@@ -162,14 +169,13 @@ def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_d
                       "training from scratch to rebuild it", stacklevel=2)
         model, opt = _fresh(recipe, d_vocab)
         start, log = 0, []
-    if start == 0:  # checkpoints of an earlier, different run must not pass for this one's
+    if start == 0:
+        pending, n_pending = torch.zeros((), dtype=torch.float64), 0  # checkpoints of an earlier, different run must not pass for this one's
         for stale in ckpt_dir.glob("step_*.safetensors"):
             stale.unlink()
     for leftover in [*out_dir.glob(".*.tmp*"), *ckpt_dir.glob(".*.tmp*")]:  # temporaries of a killed run
         leftover.unlink()
 
-    pending = torch.zeros((), dtype=torch.float64)  # loss sum since the last log line (no per-step sync)
-    n_pending = 0
     bar = tqdm(range(start, r.n_steps), desc=f"train {recipe.name}", disable=not progress, initial=start,
                total=r.n_steps, mininterval=2.0)
     for step in bar:
@@ -193,7 +199,7 @@ def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_d
             save_tensors(ckpt_dir / f"step_{done:06d}.safetensors", model.state_dict(),
                          metadata={"step": str(done), "tokens": str(done * tokens_per_step)})
         if done in keep or done % r.resume_every == 0:
-            _save_resume(resume, model, opt, done, log, fingerprint)
+            _save_resume(resume, model, opt, done, log, fingerprint, pending, n_pending)
 
     checkpoints = [{"step": s, "tokens": s * tokens_per_step, "path": f"checkpoints/step_{s:06d}.safetensors"}
                    for s in keep]
