@@ -125,9 +125,7 @@ def _fresh(recipe: ToyRecipe, d_vocab: int) -> tuple[HookedTransformer, torch.op
 def _readable(path: Path) -> bool:
     try:
         load_tensors(path)
-    except FileNotFoundError:
-        return False
-    except ValueError:  # corrupt: load_tensors has set it aside
+    except (FileNotFoundError, ValueError):  # missing, or corrupt (then load_tensors has set it aside)
         return False
     return True
 
