@@ -1,6 +1,7 @@
 """SAE evaluation metrics (Bricken et al. 2023, *Towards Monosemanticity*) against hand-computed values and
 brute-force references; the HTML rendering of contexts against injection; the figures write PNGs."""
 
+import math
 from html.parser import HTMLParser
 
 import numpy as np
@@ -130,6 +131,24 @@ def test_best_unit_auroc_finds_planted_unit():
     assert M.best_unit_auroc(acts, labels)[1] != 17
     best2, i2 = M.best_unit_auroc(acts, labels, two_sided=True)
     assert i2 == 17 and best2 > 0.999
+
+
+def test_firing_precision_recall_by_hand():
+    y = torch.tensor([True, True, True, True, False, False, False, False])
+    # fires on 2 of the 4 positives and 1 negative: precision 2/3, recall 2/4
+    assert M.firing_precision_recall(torch.tensor([1.0, 0.5, 0.0, -0.1, 2.0, 0.0, -0.2, 0.0]), y) == (2 / 3, 0.5)
+    # a narrow, exact feature (one positive, nothing else) against a broad, leaky neuron (every positive, half the
+    # negatives): the feature has the lower AUROC (coverage) and the higher precision (monosemanticity)
+    narrow, broad = torch.tensor([3.0, 0, 0, 0, 0, 0, 0, 0]), torch.tensor([1.0, 1, 1, 1, 1, 1, -0.1, -0.1])
+    assert M.firing_precision_recall(narrow, y) == (1.0, 0.25)
+    assert M.firing_precision_recall(broad, y) == (4 / 6, 1.0)
+    assert float(M.auroc(narrow, y)) < float(M.auroc(broad, y))
+    p, r = M.firing_precision_recall(torch.zeros(8), y)  # never fires
+    assert math.isnan(p) and r == 0.0
+    with pytest.raises(ValueError, match=r"\[token\]"):
+        M.firing_precision_recall(torch.zeros(8, 2), y)
+    with pytest.raises(ValueError, match="both classes"):
+        M.firing_precision_recall(torch.ones(8), torch.ones(8, dtype=torch.bool))
 
 
 # -- feature splitting and MMCS ------------------------------------------------------------------------------------

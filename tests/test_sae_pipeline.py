@@ -103,3 +103,26 @@ def test_steering_to_the_current_value_changes_nothing_and_clamping_high_does():
     assert same["top_after"] == same["top_before"]
     high = E.steer(model, sae, f, 50.0, tokens, torch.tensor([3, 4]))
     assert high["mass_after"] != pytest.approx(high["mass_before"], abs=1e-4)
+
+
+def test_ground_truth_on_planted_units_with_known_answers():
+    """A narrow, exact feature against a broad, leaky neuron: the known AUROC, index, precision and recall of each
+    family's best unit (the table the report's "why the AUROCs differ" reads)."""
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    name = torch.zeros(n, dtype=torch.bool)
+    name[:100] = True  # 100 name tokens
+    neurons = -0.1 * torch.rand(n, 5, generator=g)  # GELU-like: slightly negative everywhere
+    neurons[:150, 3] = 1.0 + torch.rand(150, generator=g)  # neuron 3: every name and 50 other tokens
+    feats = torch.zeros(n, 7)
+    feats[:40, 5] = 2.0  # feature 5: 40 of the names, nothing else
+    rows = E.ground_truth({"neurons": neurons, "x4": feats}, {"name": name})
+    assert len(rows) == 1 and rows[0]["latent"] == "name" and rows[0]["frequency"] == pytest.approx(0.25)
+    r = rows[0]
+    assert r["unit_neurons"] == 3 and r["unit_x4"] == 5
+    # neuron 3 ranks every name above 250 of the 300 others and mixes them with the other 50: AUROC about 11/12
+    assert r["auroc_neurons"] == pytest.approx(float(E.M.auroc(neurons[:, 3], name)))
+    assert 0.85 < r["auroc_neurons"] < 0.98
+    assert r["auroc_x4"] == pytest.approx(0.5 + 0.4 / 2)  # fires on 40% of the names, never elsewhere; ties count half
+    assert (r["precision_neurons"], r["recall_neurons"]) == pytest.approx((100 / 150, 1.0))
+    assert (r["precision_x4"], r["recall_x4"]) == pytest.approx((1.0, 0.4))

@@ -113,7 +113,8 @@ def evaluate_dictionary(model: HookedTransformer, sae, tokens: Int[Tensor, "doc 
 
 def ground_truth(units: dict[str, Float[Tensor, "token unit"]], labels: dict[str, Tensor]) -> list[dict]:
     """Per latent and unit family ("neurons", "x16", ...): the best unit's AUROC (one-sided, as
-    ``metrics.best_unit_auroc``) and its index."""
+    ``metrics.best_unit_auroc``), its index, and that unit's firing precision and recall
+    (``metrics.firing_precision_recall``: does it fire only on the latent, and on how much of it)."""
     names = list(labels)
     y = torch.stack([labels[n] for n in names], dim=1)  # [token latent]
     rows = [{"latent": n, "description": LATENTS[n][0], "frequency": float(labels[n].float().mean())} for n in names]
@@ -121,6 +122,8 @@ def ground_truth(units: dict[str, Float[Tensor, "token unit"]], labels: dict[str
         best = M.auroc_many(a, y).max(dim=1)  # [latent]
         for row, v, i in zip(rows, best.values.tolist(), best.indices.tolist(), strict=True):
             row[f"auroc_{family}"], row[f"unit_{family}"] = v, i
+            row[f"precision_{family}"], row[f"recall_{family}"] = M.firing_precision_recall(a[:, i],
+                                                                                         labels[row["latent"]])
     return rows
 
 
@@ -194,6 +197,10 @@ def evaluate_all(model: HookedTransformer, saes: dict[int, object], tokens: Int[
                     "auroc.median_sae": float(np.median([t[f"auroc_x{large}"] for t in truth])),
                     "auroc.median_neuron": float(np.median([t["auroc_neurons"] for t in truth])),
                     "auroc.n_sae_better": int(sum(g > 0 for g in gap))}
+        # why the AUROCs differ (a diagnostic, no claim): the best units' firing precision and recall, medians
+        for k in ("precision", "recall"):
+            summary |= {f"auroc.median_{k}_sae": float(np.nanmedian([t[f"{k}_x{large}"] for t in truth])),
+                        f"auroc.median_{k}_neuron": float(np.nanmedian([t[f"{k}_neurons"] for t in truth]))}
     # top-activating contexts: the best feature of the largest dictionary for each latent (or the most frequent)
     shown = [(t["latent"], t[f"unit_x{large}"]) for t in truth] or [
         (f"frequent #{i}", int(j)) for i, j in enumerate(freqs[large].argsort(descending=True)[:6])]

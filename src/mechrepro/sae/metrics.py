@@ -245,6 +245,22 @@ def best_unit_auroc(acts: Float[Tensor, "token unit"], labels: Bool[Tensor, " to
     return float(a[i]), i
 
 
+def firing_precision_recall(acts: Float[Tensor, " token"], labels: Bool[Tensor, " token"]) -> tuple[float, float]:
+    """(precision, recall) of one unit read as a detector that *fires* when its activation is above zero: the
+    fraction of its firing tokens that carry the latent (Bricken et al.'s "specificity": when the feature is on, is
+    it the concept?) and the fraction of the latent's tokens it fires on (coverage, which AUROC rewards). A diagnostic
+    of *why* one unit's AUROC is higher than another's, not a claim; precision is NaN for a unit that never fires.
+    For GELU neurons "above zero" is the positive branch, for ReLU SAE features it is "active"."""
+    if acts.ndim != 1:
+        raise ValueError(f"acts must be one unit's activations [token], got shape {tuple(acts.shape)}")
+    _finite("acts", acts)
+    y = _labels(labels, len(acts))
+    fires = acts > 0
+    n_fire = int(fires.sum())
+    precision = float((fires & y).sum()) / n_fire if n_fire else math.nan
+    return precision, float((fires & y).sum()) / int(y.sum())
+
+
 # -- feature splitting and MMCS ------------------------------------------------------------------------------------
 
 def _unit_rows(name: str, m: Tensor) -> Tensor:
