@@ -1,6 +1,8 @@
 """SAE training with SAELens, saving and loading, and the evaluation of a dictionary against hand-built SAEs with
 known answers (Bricken et al. 2023's measures; the corpus's latents as ground truth)."""
 
+import math
+
 import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -126,3 +128,9 @@ def test_ground_truth_on_planted_units_with_known_answers():
     assert r["auroc_x4"] == pytest.approx(0.5 + 0.4 / 2)  # fires on 40% of the names, never elsewhere; ties count half
     assert (r["precision_neurons"], r["recall_neurons"]) == pytest.approx((100 / 150, 1.0))
     assert (r["precision_x4"], r["recall_x4"]) == pytest.approx((1.0, 0.4))
+    # a dictionary whose best units never fire has no precision: the summary's median is None, not NaN (which
+    # the JSON writer refuses) and not a crash
+    dead = E.ground_truth({"x4": torch.zeros(n, 7)}, {"name": name})[0]
+    assert math.isnan(dead["precision_x4"]) and dead["recall_x4"] == 0.0
+    assert E._median_defined([dead["precision_x4"]]) is None
+    assert E._median_defined([0.2, dead["precision_x4"], 0.4]) == pytest.approx(0.3)

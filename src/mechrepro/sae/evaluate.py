@@ -16,6 +16,7 @@ replication), dead and dense features and the feature-density histogram. Then:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +128,13 @@ def ground_truth(units: dict[str, Float[Tensor, "token unit"]], labels: dict[str
     return rows
 
 
+def _median_defined(values: list[float]) -> float | None:
+    """Median of the defined values (precision is NaN for a unit that never fires); None if there are none, e.g.
+    a dictionary whose features are all dead."""
+    v = [x for x in values if not math.isnan(x)]
+    return float(np.median(v)) if v else None
+
+
 @torch.inference_mode()
 def steer(model: HookedTransformer, sae, feature: int, value: float, tokens: Int[Tensor, "doc pos"],
           target_ids: Tensor, hook: str = MLP_HOOK) -> dict:
@@ -199,8 +207,8 @@ def evaluate_all(model: HookedTransformer, saes: dict[int, object], tokens: Int[
                     "auroc.n_sae_better": int(sum(g > 0 for g in gap))}
         # why the AUROCs differ (a diagnostic, no claim): the best units' firing precision and recall, medians
         for k in ("precision", "recall"):
-            summary |= {f"auroc.median_{k}_sae": float(np.nanmedian([t[f"{k}_x{large}"] for t in truth])),
-                        f"auroc.median_{k}_neuron": float(np.nanmedian([t[f"{k}_neurons"] for t in truth]))}
+            summary |= {f"auroc.median_{k}_sae": _median_defined([t[f"{k}_x{large}"] for t in truth]),
+                        f"auroc.median_{k}_neuron": _median_defined([t[f"{k}_neurons"] for t in truth])}
     # top-activating contexts: the best feature of the largest dictionary for each latent (or the most frequent)
     shown = [(t["latent"], t[f"unit_x{large}"]) for t in truth] or [
         (f"frequent #{i}", int(j)) for i, j in enumerate(freqs[large].argsort(descending=True)[:6])]
