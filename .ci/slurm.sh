@@ -2,7 +2,7 @@
 # CI: a single-node SLURM cluster on this machine (Debian slurm-wlm + munge, no accounting, no systemd),
 # then part of the ci scale through it with the workflow's SLURM profile, checking that every job went
 # through sbatch. Run as root, with the project's virtual environment active (snakemake and
-# snakemake-executor-plugin-slurm installed). Leaves no daemon behind. About 4 minutes on 2 cores,
+# snakemake-executor-plugin-slurm installed). Leaves no daemon and no configuration behind. About 4 minutes on 2 cores,
 # a third of it the plugin's status polling (its interval grows by 10 s while no job finishes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,7 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
 fi
 
 HOST=$(hostname -s)
+CONF_MARK="# Written by .ci/slurm.sh"   # the first line of the configuration files this script writes
 STATE=/var/spool/slurm-ci        # controller state, slurmd spool, pid and log files: wiped on every run
 CTLD_LOG=$STATE/slurmctld.log
 SLURMD_LOG=$STATE/slurmd.log
@@ -43,6 +44,12 @@ cleanup() {
     fi
   done
   if [ -n "$started_munged" ] && [ -s /run/munge/munged.pid ]; then kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true; fi
+  # The configuration goes with the daemons. Left behind, it points every SLURM client at a dead controller, and
+  # the executor plugin, which every snakemake command imports, asks scontrol for it: 9 s of timeouts per command.
+  for f in slurm.conf gres.conf; do
+    if head -n 1 "/etc/slurm/$f" 2>/dev/null | grep -q "^$CONF_MARK"; then rm -f "/etc/slurm/$f"; fi
+    if [ -e "/etc/slurm/$f.before-ci" ]; then mv "/etc/slurm/$f.before-ci" "/etc/slurm/$f"; fi
+  done
   [ -n "$WORK" ] && [ "$rc" = 0 ] && rm -rf "$WORK"
   [ "$rc" = 0 ] || [ -z "$WORK" ] || echo "slurm: workflow copy kept for inspection: $WORK" >&2
   exit "$rc"
@@ -81,11 +88,18 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 fi
 
 # --- configuration (must live in /etc/slurm/, where Debian's sbatch/squeue look) --------------------
+# A configuration this script did not write is kept aside and put back on exit; its own is removed then.
 CPUS=$(nproc)
 MEM_MB=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 - 1024 ))   # leave 1 GB to the OS
 mkdir -p /etc/slurm
+for f in slurm.conf gres.conf; do
+  if [ -e "/etc/slurm/$f" ] && ! head -n 1 "/etc/slurm/$f" | grep -q "^$CONF_MARK" \
+     && [ ! -e "/etc/slurm/$f.before-ci" ]; then
+    mv "/etc/slurm/$f" "/etc/slurm/$f.before-ci"
+  fi
+done
 cat > /etc/slurm/slurm.conf <<EOF
-# Written by .ci/slurm.sh: a single-node CI cluster, no accounting, no cgroups.
+$CONF_MARK: a single-node CI cluster, no accounting, no cgroups.
 ClusterName=mechrepro-ci
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
@@ -122,6 +136,7 @@ PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 # A fake GPU: slurmd only needs a device file to count; jobs that ask for --gpus=1 get CUDA_VISIBLE_DEVICES=0.
 cat > /etc/slurm/gres.conf <<EOF
+$CONF_MARK: the fake GPU.
 NodeName=$HOST Name=gpu File=/dev/null
 EOF
 
