@@ -12,8 +12,6 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 PACKAGES = ("mechrepro", "torch", "transformer-lens", "sae-lens", "snakemake", "papermill", "nbconvert",
             "numpy", "pandas", "matplotlib")
 
@@ -51,6 +49,8 @@ def package_versions() -> dict[str, str]:
 
 
 def device_description() -> str:
+    import torch  # here, not at the top: the workflow imports this module on every snakemake command
+
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"

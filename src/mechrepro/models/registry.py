@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from transformer_lens import HookedTransformerConfig
+if TYPE_CHECKING:  # TransformerLens takes seconds to import: the workflow reads the registry on every command
+    from transformer_lens import HookedTransformerConfig
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class ToyRecipe:
     kind: str = field(default="toy", init=False)
 
     def tl_config(self, d_vocab: int) -> HookedTransformerConfig:
+        from transformer_lens import HookedTransformerConfig
+
         return HookedTransformerConfig(
             n_layers=self.n_layers, d_model=self.d_model, n_heads=self.n_heads, d_head=self.d_head,
             n_ctx=self.n_ctx, d_vocab=d_vocab, attn_only=self.attn_only, d_mlp=self.d_mlp,
