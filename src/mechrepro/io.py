@@ -11,14 +11,15 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # imported where used: the claims, metrics and report jobs write JSON and never need torch
+    import pandas as pd
+    import torch
 
 
 @contextlib.contextmanager
@@ -48,7 +49,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported
+    if torch is not None and isinstance(obj, torch.Tensor):
         return obj.tolist()
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
@@ -76,6 +78,8 @@ def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors (never pickle), atomically."""
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -83,6 +87,8 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a safetensors file; a truncated or corrupt file raises a ValueError naming it."""
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such weights file: {path}")
@@ -132,8 +138,6 @@ def log_to(path: str | os.PathLike | None) -> Iterator[None]:
         with terminate_cleanly():
             yield
         return
-    import sys
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with (terminate_cleanly(), open(path, "w", buffering=1) as f, contextlib.redirect_stdout(f),
           contextlib.redirect_stderr(f)):
@@ -150,4 +154,6 @@ def log_to(path: str | os.PathLike | None) -> Iterator[None]:
 
 def set_threads(n: int) -> None:
     """Use ``n`` intra-op threads (Snakemake's ``threads``), so parallel jobs don't oversubscribe cores."""
+    import torch
+
     torch.set_num_threads(max(1, int(n)))
