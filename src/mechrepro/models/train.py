@@ -151,24 +151,22 @@ def train(recipe: ToyRecipe, tokens: Int[Tensor, "doc pos"], d_vocab: int, out_d
     tokens_per_step = r.batch_size * recipe.n_ctx
 
     fingerprint = run_fingerprint(recipe, tokens, d_vocab)
-    start, log = 0, []  # log rows: (step, tokens, loss, lr)
-    pending = torch.zeros((), dtype=torch.float64)  # loss sum since the last log line (no per-step sync)
-    n_pending = 0
+    start = 0
     resume = ckpt_dir / "resume.safetensors"
     if resume.exists():
         try:
             start, log, pending, n_pending = _load_resume(resume, model, opt, fingerprint)
         except ValueError as err:
             warnings.warn(f"{err}; training {recipe.name} from scratch", stacklevel=2)
-            start, log = 0, []
     broken = [s for s in keep if s <= start and not _readable(ckpt_dir / f"step_{s:06d}.safetensors")]
     if broken:  # a kept checkpoint before the resume point is missing or corrupt: only a full rerun remakes it
         warnings.warn(f"checkpoint step {broken[0]} of {recipe.name} is missing or unreadable; "
                       "training from scratch to rebuild it", stacklevel=2)
         model, opt = _fresh(recipe, d_vocab)
-        start, log = 0, []
-    if start == 0:
-        pending, n_pending = torch.zeros((), dtype=torch.float64), 0  # checkpoints of an earlier, different run must not pass for this one's
+        start = 0
+    if start == 0:  # a fresh run: log rows (step, tokens, loss, lr), the loss summed since the last log line (no
+        # per-step sync); and checkpoints of an earlier, different run must not pass for this one's
+        log, pending, n_pending = [], torch.zeros((), dtype=torch.float64), 0
         for stale in ckpt_dir.glob("step_*.safetensors"):
             stale.unlink()
     for leftover in [*out_dir.glob(".*.tmp*"), *ckpt_dir.glob(".*.tmp*")]:  # temporaries of a killed run

@@ -256,9 +256,8 @@ def firing_precision_recall(acts: Float[Tensor, " token"], labels: Bool[Tensor, 
     _finite("acts", acts)
     y = _labels(labels, len(acts))
     fires = acts > 0
-    n_fire = int(fires.sum())
-    precision = float((fires & y).sum()) / n_fire if n_fire else math.nan
-    return precision, float((fires & y).sum()) / int(y.sum())
+    n_fire, hits = int(fires.sum()), int((fires & y).sum())
+    return (hits / n_fire if n_fire else math.nan), hits / int(y.sum())
 
 
 # -- feature splitting and MMCS ------------------------------------------------------------------------------------
