@@ -1,0 +1,265 @@
+"""Edge scores and edge-level ablation on the graph of :mod:`mechrepro.techniques.graph`.
+
+* :func:`run_with_edges_removed`: the model on the clean prompts with a set of edges *removed*: a removed edge
+  u -> d carries u's ablated output (by default its output on the corrupted prompt) instead of its output in the
+  current run; every other edge carries the current run's. This is both the exact edge patching of ACDC (Conmy et
+  al. 2023; one edge removed per variant) and the evaluation of a circuit (every edge outside it removed; Hanna et
+  al. 2024 / MIB's ``evaluate_graph``): with no edge removed it is the clean model, with every edge removed (and the
+  corrupted prompts as the source) the corrupted one. Variants are stacked on the batch dimension.
+* :func:`exact_scores`: the effect of removing each edge alone, m(edge patched) - m(clean).
+* :func:`eap_scores`: edge attribution patching (Syed et al. 2023, *Attribution Patching Outperforms Automated
+  Circuit Discovery*): the first-order estimate (corrupted - clean output of u) . dm/d(input of d), from one forward
+  pass per prompt set and one backward; with ``ig_steps`` = m, EAP-IG (Hanna et al. 2024, *Have Faith in
+  Faithfulness*, the "inputs" variant): the gradient averaged over m runs whose input embedding is interpolated
+  from the corrupted to the clean one (k/m, k = 1..m), times the same activation difference.
+
+Scores are per prompt ([batch edge]), so a mean over prompts, a weighted mean or a bootstrap resample is a product
+with a weight vector. Metrics are per prompt too: ``metric(logits [batch pos vocab]) -> [batch]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from mechrepro.techniques.engine import check_tokens, default_memory_budget
+from mechrepro.techniques.graph import (
+    HEAD,
+    INPUT,
+    LOGITS,
+    MLP,
+    Graph,
+    dest_groups,
+    node_outputs,
+    output_hook_names,
+    split_inputs,
+)
+
+PerPrompt = Callable[[Tensor], Tensor]  # logits [batch pos vocab] -> metric [batch]
+ABLATIONS = ("patching", "mean", "zero")
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Clean and corrupted prompts of one length, position by position, and the per-prompt metric."""
+
+    clean: Tensor  # [batch pos]
+    corrupted: Tensor  # [batch pos]
+    metric: PerPrompt
+
+
+def check_pairs(model: HookedTransformer, pairs: Pairs) -> None:
+    check_tokens(model, pairs.clean, pairs.corrupted)
+
+
+@torch.inference_mode()
+def outputs(model: HookedTransformer, tokens: Tensor) -> tuple[Tensor, Float[Tensor, "node batch pos d_model"]]:
+    """(logits, every node's output) of one run."""
+    names = set(output_hook_names(model))
+    logits, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=lambda n: n in names)
+    return logits, node_outputs(model, cache)
+
+
+def ablation_source(corrupted_outputs: Tensor, ablation: str) -> Tensor:
+    """What a removed edge carries: the corrupted run's output (per prompt), its mean over the prompts (per
+    position), or zero."""
+    if ablation == "patching":
+        return corrupted_outputs
+    if ablation == "mean":
+        return corrupted_outputs.mean(1, keepdim=True).expand_as(corrupted_outputs)
+    if ablation == "zero":
+        return torch.zeros_like(corrupted_outputs)
+    raise ValueError(f"unknown ablation {ablation!r}; known: {', '.join(ABLATIONS)}")
+
+
+def _node_slices(graph: Graph) -> dict[tuple[int, str], list[int]]:
+    out: dict[tuple[int, str], list[int]] = {(-1, INPUT): [0]}
+    for la in range(graph.n_layers):
+        out[la, HEAD] = graph.nodes_at(la, HEAD)
+        if graph.has_mlp:
+            out[la, MLP] = graph.nodes_at(la, MLP)
+    return out
+
+
+def _first_node_of_layer(graph: Graph, layer: int) -> int:
+    """Index of the first node of ``layer`` (nodes before it: the input and every earlier layer)."""
+    return 1 + layer * (graph.n_heads + int(graph.has_mlp))
+
+
+@torch.no_grad()
+def run_with_edges_removed(model: HookedTransformer, graph: Graph, pairs: Pairs, removed: Tensor,
+                           source: Tensor, clean_outputs: Tensor | None = None, start_layer: int = 0,
+                           memory_budget: int | None = None) -> Float[Tensor, "variant batch"]:
+    """Per-prompt metric of the clean prompts with, in variant i, the edges ``removed[i]`` (bool [variant dest node])
+    carrying ``source`` (the ablated outputs [node batch pos d_model]) instead of the current run's outputs.
+
+    ``start_layer`` > 0 (every removed edge then ends at that layer or later) starts the variants from the clean
+    run's residual stream there (``clean_outputs`` required: the nodes before it keep their clean outputs)."""
+    c = model.cfg
+    n_var = removed.shape[0]
+    if removed.shape[1:] != graph.adjacency.shape:
+        raise ValueError(f"removed must be [variant {len(graph.dests)} {len(graph.nodes)}], got {tuple(removed.shape)}")
+    removed = (removed & graph.adjacency).to(c.device)
+    tokens = pairs.clean.to(c.device)
+    batch, n_pos = tokens.shape
+    n_nodes = len(graph.nodes)
+    start_node = 0 if start_layer == 0 else _first_node_of_layer(graph, start_layer)
+    per_variant = 4 * batch * n_pos * (n_nodes * c.d_model + 12 * c.d_model + 4 * c.n_heads * n_pos + c.d_vocab)
+    chunk = max(1, (memory_budget or default_memory_budget(c.device)) // per_variant)
+    source = source.to(c.device)
+    out = torch.empty(n_var, batch, device=c.device, dtype=c.dtype)
+    resid0 = None
+    if start_layer > 0:
+        if clean_outputs is None:
+            raise ValueError("start_layer > 0 needs the clean run's node outputs")
+        # the residual stream entering start_layer: every earlier node's clean output plus the biases
+        resid0 = clean_outputs[:start_node].sum(0) + model.b_O[:start_layer].sum(0)
+    with split_inputs(model):
+        for lo in range(0, n_var, chunk):
+            r = removed[lo:lo + chunk].to(source.dtype)  # [n dest node]
+            diff = torch.zeros(n_nodes, r.shape[0], batch, n_pos, c.d_model, device=c.device, dtype=source.dtype)
+            if start_node:  # nodes before the start layer keep their clean outputs
+                diff[:start_node] = (source[:start_node] - clean_outputs[:start_node].to(c.device))[:, None]
+            with model.hooks(fwd_hooks=_mixing_hooks(model, graph, r, diff, source, start_layer)):
+                if resid0 is None:
+                    logits = model(tokens.repeat(r.shape[0], 1))
+                else:
+                    logits = model(resid0.repeat(r.shape[0], 1, 1), start_at_layer=start_layer,
+                                   tokens=tokens.repeat(r.shape[0], 1))
+            logits = logits.view(r.shape[0], batch, *logits.shape[1:])
+            out[lo:lo + r.shape[0]] = torch.stack([pairs.metric(v) for v in logits])
+    if not torch.isfinite(out).all():
+        raise ValueError("the metric of a model with edges removed is NaN or inf")
+    return out.cpu()
+
+
+def _mixing_hooks(model: HookedTransformer, graph: Graph, r: Tensor, diff: Tensor, source: Tensor,
+                  start_layer: int) -> list:
+    """Forward hooks for :func:`run_with_edges_removed` on ``n`` stacked variants: each node's output hook records
+    ``diff`` = source - current output [node n batch pos d_model]; each destination hook adds, per variant, the
+    ``diff`` of the nodes whose edge into it is removed (``r`` [n dest node])."""
+    n, batch = r.shape[0], diff.shape[2]
+    n_nodes = len(graph.nodes)
+
+    def record(idx: list[int]):
+        def hook(act, hook):
+            cur = act.view(n, batch, *act.shape[1:])
+            if hook.name.endswith("hook_z"):  # [n b pos head d_head] -> [head n b pos d_model]
+                cur = torch.einsum("nbphe,hed->hnbpd", cur, model.W_O[int(hook.name.split(".")[1])])
+            else:
+                cur = cur[None]
+            diff[idx] = source[idx][:, None] - cur
+            return act
+        return hook
+
+    def inject(layer: int, kind: str, dests: list[int]):
+        # the nodes before this destination: every earlier layer's, and for an MLP its own layer's heads
+        upto = min(_first_node_of_layer(graph, layer) + (graph.n_heads if kind == MLP else 0), n_nodes)
+
+        def hook(act, hook):
+            w = r[:, dests, :upto]  # [n dests node]
+            if act.ndim == 4:  # q/k/v inputs [n*b pos head d_model]
+                return act + torch.einsum("vhu,uvbpd->vbphd", w, diff[:upto]).reshape(act.shape)
+            return act + torch.einsum("vu,uvbpd->vbpd", w[:, 0], diff[:upto]).reshape(act.shape)
+        return hook
+
+    slices = _node_slices(graph)
+    hooks = []
+    for name in output_hook_names(model):
+        key = (-1, INPUT) if name == "blocks.0.hook_resid_pre" else (
+            int(name.split(".")[1]), HEAD if name.endswith("hook_z") else MLP)
+        if key[0] >= start_layer or (key[0] < 0 and start_layer == 0):
+            hooks.append((name, record(slices[key])))
+    for name, layer, kind, dests in dest_groups(graph):
+        if layer >= start_layer and bool(r[:, dests].any()):
+            hooks.append((name, inject(layer, kind, dests)))
+    return hooks
+
+
+def exact_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ablation: str = "patching",
+                 memory_budget: int | None = None) -> Float[Tensor, "batch edge"]:
+    """Per prompt, m(edge alone removed) - m(clean), for every edge; batched, and each destination layer's edges
+    start from the clean residual stream at that layer (earlier layers are unchanged by such a patch)."""
+    check_pairs(model, pairs)
+    clean_logits, clean_out = outputs(model, pairs.clean)
+    _, corr_out = outputs(model, pairs.corrupted)
+    with torch.inference_mode():
+        base = pairs.metric(clean_logits).cpu()
+    source = ablation_source(corr_out, ablation)
+    e_idx = graph.edge_index  # [edge 2] (dest, node)
+    dest_layer = torch.tensor([graph.dests[d].layer for d in e_idx[:, 0].tolist()])
+    out = torch.empty(len(base), graph.n_edges, dtype=base.dtype)
+    for layer in sorted(set(dest_layer.tolist())):
+        which = (dest_layer == layer).nonzero().flatten()
+        removed = torch.zeros(len(which), *graph.adjacency.shape, dtype=torch.bool)
+        removed[torch.arange(len(which)), e_idx[which, 0], e_idx[which, 1]] = True
+        start = min(layer, graph.n_layers - 1) if layer < graph.n_layers else graph.n_layers - 1
+        vals = run_with_edges_removed(model, graph, pairs, removed, source, clean_out, start_layer=start,
+                                      memory_budget=memory_budget)
+        out[:, which] = (vals - base[None]).T
+    return out
+
+
+def eap_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ig_steps: int | None = None
+               ) -> Float[Tensor, "batch edge"]:
+    """EAP (``ig_steps`` None) or EAP-IG with ``ig_steps`` interpolation steps: per prompt, per edge u -> d,
+    (corrupted - clean output of u) . mean gradient of the metric at d's input."""
+    if ig_steps is not None and (not isinstance(ig_steps, int) or ig_steps < 1):
+        raise ValueError(f"EAP-IG needs ig_steps >= 1 (an integer), got {ig_steps!r}")
+    check_pairs(model, pairs)
+    c = model.cfg
+    _, clean_out = outputs(model, pairs.clean)
+    _, corr_out = outputs(model, pairs.corrupted)
+    delta = corr_out - clean_out  # [node batch pos d_model]
+    tokens = pairs.clean.to(c.device)
+    grads = torch.zeros(len(graph.dests), *tokens.shape, c.d_model, device=c.device, dtype=c.dtype)
+    groups = dest_groups(graph)
+
+    def keep_grad(dests: list[int]):
+        def hook(grad, hook):
+            g = grad.detach()
+            grads[dests] += g.permute(2, 0, 1, 3) if g.ndim == 4 else g[None]
+        return hook
+
+    steps = [None] if ig_steps is None else [k / ig_steps for k in range(1, ig_steps + 1)]
+    clean_in, corr_in = clean_out[0], corr_out[0]
+    for alpha in steps:
+        def leaf(act, hook, alpha=alpha):  # a leaf that needs a gradient, whether the weights need one or not
+            x = act if alpha is None else corr_in + alpha * (clean_in - corr_in)
+            return x.detach().requires_grad_(True)
+        with torch.enable_grad(), split_inputs(model), model.hooks(
+                fwd_hooks=[("blocks.0.hook_resid_pre", leaf)], bwd_hooks=[(name, keep_grad(d)) for name, _, _, d in groups]):
+            value = pairs.metric(model(tokens))
+            if not torch.isfinite(value).all():
+                raise ValueError("EAP: the metric of the clean run is NaN or inf")
+            value.sum().backward()  # prompts are independent: row b of each gradient is prompt b's own
+        model.zero_grad(set_to_none=True)
+    grads /= len(steps)
+    e_idx = graph.edge_index.to(c.device)
+    # [batch edge]: sum over positions and d_model of delta[node] * grad[dest]
+    per = torch.einsum("ebpd,ebpd->be", delta[e_idx[:, 1]], grads[e_idx[:, 0]])
+    return per.detach().cpu()
+
+
+SCORERS = {"exact": exact_scores, "eap": eap_scores}
+
+
+def score_edges(model: HookedTransformer, graph: Graph, pairs: Pairs, method: str, ig_steps: int = 5
+                ) -> Float[Tensor, "batch edge"]:
+    """Per-prompt edge scores by ``method``: exact, eap or eap_ig."""
+    if method == "exact":
+        return exact_scores(model, graph, pairs)
+    if method == "eap":
+        return eap_scores(model, graph, pairs)
+    if method == "eap_ig":
+        return eap_scores(model, graph, pairs, ig_steps=ig_steps)
+    raise ValueError(f"unknown method {method!r}; known: exact, eap, eap_ig (and random, a baseline)")
+
+
+__all__ = ["ABLATIONS", "LOGITS", "Pairs", "ablation_source", "eap_scores", "exact_scores", "outputs",
+           "run_with_edges_removed", "score_edges"]
