@@ -149,8 +149,10 @@ def _mixing_hooks(model: HookedTransformer, graph: Graph, r: Tensor, diff: Tenso
     def record(idx: list[int]):
         def hook(act, hook):
             cur = act.view(n, batch, *act.shape[1:])
-            if hook.name.endswith("hook_z"):  # [n b pos head d_head] -> [head n b pos d_model]
-                cur = torch.einsum("nbphe,hed->hnbpd", cur, model.W_O[int(hook.name.split(".")[1])])
+            if hook.name.endswith("hook_z"):  # [n b pos head d_head] -> [head n b pos d_model], one matmul per head
+                w_o = model.W_O[int(hook.name.split(".")[1])]  # [head d_head d_model]
+                z = cur.permute(3, 0, 1, 2, 4).reshape(w_o.shape[0], -1, w_o.shape[1])
+                cur = torch.bmm(z, w_o).view(w_o.shape[0], *cur.shape[:3], w_o.shape[2])
             else:
                 cur = cur[None]
             diff[idx] = source[idx][:, None] - cur
@@ -163,9 +165,11 @@ def _mixing_hooks(model: HookedTransformer, graph: Graph, r: Tensor, diff: Tenso
 
         def hook(act, hook):
             w = r[:, dests, :upto]  # [n dests node]
+            d = diff[:upto].transpose(0, 1).reshape(n, upto, -1)  # [n node (b pos d_model)]
+            corr = torch.bmm(w, d).view(n, len(dests), batch, *diff.shape[3:])  # [n dests b pos d_model]
             if act.ndim == 4:  # q/k/v inputs [n*b pos head d_model]
-                return act + torch.einsum("vhu,uvbpd->vbphd", w, diff[:upto]).reshape(act.shape)
-            return act + torch.einsum("vu,uvbpd->vbpd", w[:, 0], diff[:upto]).reshape(act.shape)
+                return act + corr.permute(0, 2, 3, 1, 4).reshape(act.shape)
+            return act + corr[:, 0].reshape(act.shape)
         return hook
 
     slices = _node_slices(graph)
