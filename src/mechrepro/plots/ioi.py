@@ -9,6 +9,7 @@ from matplotlib.colors import ListedColormap
 
 from mechrepro.plots import save
 from mechrepro.plots import signed_heatmap as _signed
+from mechrepro.techniques.circuits import parse
 
 STEP_TITLES = {"logits": "1. to the logits (name movers)", "nm_queries": "2. to name movers' queries, at END",
                "s_inh_values": "3. to S-inhibition values, at S2", "induction_keys": "4. to induction keys, at S1+1"}
@@ -67,7 +68,7 @@ def _class_grid(ax, classes: dict[str, list[str]], n_layers: int, n_heads: int, 
     grid = np.zeros((n_layers, n_heads))
     for c, heads in classes.items():
         for h in heads:
-            la, hd = map(int, h.split("."))
+            la, hd = parse(h)
             if la < n_layers and hd < n_heads:
                 grid[la, hd] = names.index(c) + 1
     ax.imshow(grid, cmap=ListedColormap(["#f0f0f0", *CLASS_COLORS.values()]), vmin=0, vmax=len(names),
@@ -81,9 +82,9 @@ def _class_grid(ax, classes: dict[str, list[str]], n_layers: int, n_heads: int, 
 
 def circuit_diagram(circuit: dict, n_layers: int, n_heads: int, path) -> None:
     """Heads coloured by class: ours, and Wang et al.'s GPT-2 small circuit when the model has its shape."""
-    panels = [("discovered here", circuit["classes"])]
+    panels = [("discovered here", circuit["discovered"]["roles"])]
     if (n_layers, n_heads) == (12, 12):
-        panels.append(("Wang et al. 2022 (GPT-2 small)", circuit["paper"]["classes"]))
+        panels.append(("Wang et al. 2022 (GPT-2 small)", circuit["paper"]["roles"]))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 2, 4), squeeze=False)
     for ax, (title, classes) in zip(axes[0], panels, strict=True):
         _class_grid(ax, classes, n_layers, n_heads, f"{circuit['model']}: {title}")
@@ -109,7 +110,7 @@ def validation(faith: list[dict], completeness: pd.DataFrame, minimality: pd.Dat
         for kind, marker in (("empty", "o"), ("random", "."), ("greedy", "x")):
             part = completeness[completeness["kind"] == kind]
             ax.scatter(part["F_M_minus_K"], part["F_C_minus_K"], marker=marker, label=kind)
-        part = completeness[completeness["kind"].str.startswith("class:")]
+        part = completeness[completeness["kind"] == "role"]
         ax.scatter(part["F_M_minus_K"], part["F_C_minus_K"], marker="s", label="a whole class")
         lo = float(min(completeness[["F_M_minus_K", "F_C_minus_K"]].min().min(), 0))
         hi = float(completeness[["F_M_minus_K", "F_C_minus_K"]].max().max())
@@ -123,8 +124,8 @@ def validation(faith: list[dict], completeness: pd.DataFrame, minimality: pd.Dat
     ax = axes[2]
     if len(minimality):
         ax.bar(range(len(minimality)), 100 * minimality["minimality"],
-               color=[CLASS_COLORS.get(c, "gray") for c in minimality["class"]])
-        ax.set_xticks(range(len(minimality)), minimality["head"], rotation=90)
+               color=[CLASS_COLORS.get(c, "gray") for c in minimality["role"]])
+        ax.set_xticks(range(len(minimality)), minimality["part"], rotation=90)
     else:
         ax.text(0.5, 0.5, "no circuit heads found", ha="center", va="center")
     ax.set_ylabel("|F(C\\(K∪v)) − F(C\\K)| / F(M)  (%)")

@@ -20,6 +20,7 @@ from mechrepro.data import templates as T
 from mechrepro.data import vocab as V
 from mechrepro.data.tokenizer import single_token_id
 from mechrepro.tasks.prompts import encode_prompt, last_token_logits
+from mechrepro.techniques.circuits import Circuit
 
 # ---------------------------------------------------------------------------------------------
 # The paper's dataset (Wang et al. 2022, appendix E, and the authors' ioi_dataset.py): 15 templates
@@ -75,19 +76,19 @@ PAPER_TEMPLATES = tuple(_paper_template(i + 1, t) for i, t in enumerate(PAPER_BA
 VOCABULARIES = {"paper": (PAPER_NAMES, PAPER_PLACES, PAPER_OBJECTS), "toy": (V.NAMES, V.PLACES, V.OBJECTS)}
 _BY_NAME = {t.name: t for t in (*T.TEMPLATES, *PAPER_TEMPLATES)}
 
-# The circuit Wang et al. 2022 found in GPT-2 small (§3, Fig. 2), as (layer, head); the positions at which
-# each class acts (their code's SEQ_POS_TO_KEEP), used by the faithfulness protocol of §4.
-PAPER_CIRCUIT = {
-    "name_mover": [(9, 9), (10, 0), (9, 6)],
-    "backup_name_mover": [(10, 10), (10, 6), (10, 2), (10, 1), (11, 2), (9, 7), (9, 0), (11, 9)],
-    "negative_name_mover": [(10, 7), (11, 10)],
-    "s_inhibition": [(7, 3), (7, 9), (8, 6), (8, 10)],
-    "induction": [(5, 5), (5, 8), (5, 9), (6, 9)],
-    "duplicate_token": [(0, 1), (0, 10), (3, 0)],
-    "previous_token": [(2, 2), (4, 11)],
-}
+# The circuit Wang et al. 2022 found in GPT-2 small (§3, Fig. 2): heads by class, each class acting at the position
+# of their code's SEQ_POS_TO_KEEP (used by the faithfulness protocol of §4).
 CLASS_POSITIONS = {"name_mover": "end", "backup_name_mover": "end", "negative_name_mover": "end",
                    "s_inhibition": "end", "induction": "s2", "duplicate_token": "s2", "previous_token": "s1+1"}
+PAPER_CIRCUIT = Circuit({
+    "name_mover": ((9, 9), (10, 0), (9, 6)),
+    "backup_name_mover": ((10, 10), (10, 6), (10, 2), (10, 1), (11, 2), (9, 7), (9, 0), (11, 9)),
+    "negative_name_mover": ((10, 7), (11, 10)),
+    "s_inhibition": ((7, 3), (7, 9), (8, 6), (8, 10)),
+    "induction": ((5, 5), (5, 8), (5, 9), (6, 9)),
+    "duplicate_token": ((0, 1), (0, 10), (3, 0)),
+    "previous_token": ((2, 2), (4, 11)),
+}, CLASS_POSITIONS)
 PAPER_CITATION = "Wang et al. 2022, Interpretability in the Wild (arXiv 2211.00593), §3 Fig. 2 and §4"
 
 

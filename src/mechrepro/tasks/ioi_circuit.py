@@ -41,6 +41,16 @@ from mechrepro.techniques.path_patching import path_patch
 
 ROLES = ("io", "s1", "s1+1", "s2", "end")
 CLASSES = ("name_mover", "negative_name_mover", "s_inhibition", "induction", "duplicate_token", "previous_token")
+# Wang et al. §4: heads outside the circuit take their mean output over the ABC prompts; MLPs are never ablated
+# (the circuit is a set of heads).
+ABLATION = C.Ablation(source="mean", mlps=False, protocols={
+    "paper": "every head outside the circuit, and each circuit head at every position except the one its class "
+             "acts at (END for name movers and S-inhibition, S2 for induction and duplicate-token, S1+1 for "
+             "previous-token heads), is replaced by its mean output over the ABC prompts of the same template "
+             "and order, position by position (Wang et al.'s code, SEQ_POS_TO_KEEP)",
+    "all_positions": "every head outside the circuit is replaced by its mean output over the ABC prompts of the "
+                     "same template and order, position by position; circuit heads are kept at every position",
+})
 
 
 Clean = dict[tuple[str, str], Tensor]  # (template, order) -> the group's clean logit difference
@@ -200,17 +210,6 @@ def discover(model: HookedTransformer, groups: list[PromptGroup], name_ids: Tens
             "clean": clean}
 
 
-def class_match(ours: Circuit, paper: dict[str, list]) -> dict[str, float | None]:
-    """Precision and recall of each of our classes against the paper's (Wang et al. Fig. 2). Backup name movers
-    are not searched here (they need the knock-out experiment of §3.4), so they are not counted."""
-    out = {}
-    for cls in CLASSES:
-        mine, theirs = set(ours.classes.get(cls, ())), set(map(tuple, paper.get(cls, ())))
-        out[f"precision.{cls}"] = len(mine & theirs) / len(mine) if mine else None  # undefined: no heads of ours
-        out[f"recall.{cls}"] = len(mine & theirs) / len(theirs) if theirs else None
-    return out
-
-
 @torch.inference_mode()
 def scatter_points(model: HookedTransformer, groups: list[PromptGroup], head: tuple[int, int]) -> dict[str, np.ndarray]:
     """Per prompt, for one head (Wang et al. Fig. 3): attention END->IO and END->S (S1 + S2), and the projection of the
@@ -243,13 +242,13 @@ def run_analysis(model: HookedTransformer, cfg: IOIConfig, paper_circuit: bool) 
     name_ids = torch.tensor([single_token_id(model.tokenizer, " " + n) for n in VOCABULARIES[cfg.vocabulary][0]])
     stage(f"{len(clean.texts)} prompts in {len(groups)} template/order groups; path patching backwards from the logits")
     found = discover(model, groups, name_ids, cfg)
-    stage(f"circuit: {found['circuit'].classes}; activation patching")
+    stage(f"circuit: {found['circuit'].to_json()['roles']}; activation patching")
     patching = activation_patching(model, groups, found["clean"])
     for row in found["heads"]:
         row["act_patch_all_pos"] = float(patching["heads"][row["layer"], row["head"]])
     circuit: Circuit = found["circuit"]
     stage("faithfulness")
-    ev = C.Evaluator(model, groups)
+    ev = C.Evaluator(model, groups, ABLATION)
     validation = [{"circuit": "discovered", **C.faithfulness(ev, circuit, p)} for p in C.PROTOCOLS]
     summary = {"logit_diff": found["logit_diff"]["clean"], "corrupted_logit_diff": found["logit_diff"]["corrupted"],
                "n_prompts": len(clean.texts), "n_groups": len(groups), "stopped": found["stopped"],
@@ -257,7 +256,7 @@ def run_analysis(model: HookedTransformer, cfg: IOIConfig, paper_circuit: bool) 
                "discovered.head_fraction": len(circuit.heads) / (model.cfg.n_layers * model.cfg.n_heads),
                "discovered.faithfulness": validation[0]["faithfulness"],
                "discovered.faithfulness_all_positions": validation[1]["faithfulness"],
-               **{f"discovered.n_{c}": len(circuit.classes[c]) for c in CLASSES}}
+               **{f"discovered.n_{c}": len(circuit.roles[c]) for c in CLASSES}}
     completeness, minimal = [], []
     if circuit.heads:
         stage("completeness and minimality")
@@ -265,16 +264,18 @@ def run_analysis(model: HookedTransformer, cfg: IOIConfig, paper_circuit: bool) 
         minimal = C.minimality(ev, circuit, "paper")
         summary["discovered.max_incompleteness"] = max(r["incompleteness"] for r in completeness)
         summary["discovered.min_minimality"] = min(r["minimality"] for r in minimal)
-    paper = Circuit({c: tuple(hs) for c, hs in PAPER_CIRCUIT.items()}, dict(CLASS_POSITIONS))
+    paper = PAPER_CIRCUIT
     if paper_circuit and (model.cfg.n_layers, model.cfg.n_heads) == (12, 12):
         stage("faithfulness of the paper's circuit")
         rows = [{"circuit": "paper", **C.faithfulness(ev, paper, p)} for p in C.PROTOCOLS]
         validation += rows
         summary["paper_circuit.faithfulness"] = rows[0]["faithfulness"]
         summary["paper_circuit.faithfulness_all_positions"] = rows[1]["faithfulness"]
-        summary.update(class_match(circuit, PAPER_CIRCUIT))
+        # per class against Fig. 2; backup name movers are not searched here (they need the knock-out experiment
+        # of §3.4), so they are not counted
+        summary.update(C.overlap(circuit, PAPER_CIRCUIT, roles=CLASSES))
     direct = found["steps"]["logits"]
-    nm = circuit.classes["name_mover"]
+    nm = circuit.roles["name_mover"]
     focus = nm[0] if nm else tuple(int(i) for i in np.unravel_index(int(direct.argmin()), tuple(direct.shape)))
     return {"summary": summary, "heads": found["heads"], "circuit": circuit, "paper": paper,
             "steps": found["steps"], "patching": patching, "validation": validation,

@@ -6,6 +6,7 @@ from mechrepro.io import log_to, save_tensors, set_threads, write_csv, write_jso
 from mechrepro.models.load import best_device, is_random_weights, load_model
 from mechrepro.tasks.ioi import PAPER_CITATION, IOIConfig
 from mechrepro.tasks.ioi_circuit import ROLES, run_analysis
+from mechrepro.techniques.circuits import name
 
 snakemake = snakemake  # noqa: F821 (injected by Snakemake)
 out, params = snakemake.output, snakemake.params
@@ -24,16 +25,13 @@ with log_to(snakemake.log[0]):
     save_tensors(out.patching, tensors, metadata={"roles": ",".join(ROLES)})
     write_csv(out.heads, pd.DataFrame(r["heads"]))
     write_csv(out.completeness, pd.DataFrame(r["completeness"], columns=[
-        "kind", "K", "size", "F_C_minus_K", "F_M_minus_K", "incompleteness"]))
+        "kind", "role", "K", "size", "F_C_minus_K", "F_M_minus_K", "incompleteness"]))
     write_csv(out.minimality, pd.DataFrame(r["minimality"], columns=[
-        "head", "class", "K", "F_C_minus_K", "F_C_minus_K_and_v", "minimality"]))
+        "part", "role", "K", "F_C_minus_K", "F_C_minus_K_and_v", "minimality"]))
     write_csv(out.scatter, pd.DataFrame(r["scatter"]))
     circuit = {"model": cfg.model, "random_weights": is_random_weights(cfg.model),
-               "classes": {c: [f"{a}.{b}" for a, b in hs] for c, hs in r["circuit"].classes.items()},
-               "positions": r["circuit"].positions, "stopped": r["summary"]["stopped"],
-               "scatter_head": "{}.{}".format(*r["scatter_head"]),
-               "paper": {"citation": PAPER_CITATION,
-                         "classes": {c: [f"{a}.{b}" for a, b in hs] for c, hs in r["paper"].classes.items()}},
+               "discovered": r["circuit"].to_json(), "stopped": r["summary"]["stopped"],
+               "scatter_head": name(r["scatter_head"]), "paper": r["paper"].to_json(), "citation": PAPER_CITATION,
                "examples": r["examples"]}
     write_json(out.circuit, circuit)
     write_json(out.validation, r["validation"])

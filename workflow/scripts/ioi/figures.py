@@ -17,6 +17,6 @@ with log_to(snakemake.log[0]):
     fig.path_patching(tensors, model, out.path)
     fig.attention_vs_projection(pd.read_csv(inp.scatter), circuit["scatter_head"], model, out.scatter)
     fig.circuit_diagram(circuit, summary["n_layers"], summary["n_heads"], out.circuit)
-    completeness = pd.read_csv(inp.completeness, dtype={"K": str, "kind": str}, keep_default_na=False)
-    minimality = pd.read_csv(inp.minimality, dtype={"head": str, "class": str, "K": str}, keep_default_na=False)
+    completeness = pd.read_csv(inp.completeness, dtype={"K": str, "kind": str, "role": str}, keep_default_na=False)
+    minimality = pd.read_csv(inp.minimality, dtype={"part": str, "role": str, "K": str}, keep_default_na=False)
     fig.validation(read_json(inp.validation), completeness, minimality, model, out.validation)
