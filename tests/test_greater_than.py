@@ -10,13 +10,14 @@ from mechrepro.data.tokenizer import build_tokenizer
 from mechrepro.models.load import gpt2_tokenizer
 from mechrepro.tasks import greater_than as G
 from mechrepro.tasks import greater_than_circuit as GC
+from mechrepro.techniques import circuits as C
 from mechrepro.techniques.ablation import ablate_masks
 from mechrepro.techniques.path_patching import MLP
 
 
 def _cfg(**kw):
     base = {"model": "x", "n_prompts": 97, "vocabulary": "paper", "direct_threshold": 0.05, "path_threshold": 0.05,
-            "seed": 0}
+            "n_random_k": 3, "greedy_k": 2, "seed": 0}
     return G.GreaterThanConfig(**{**base, **kw})
 
 
@@ -61,6 +62,8 @@ def test_toy_vocabulary_and_bad_nouns(toy_tok, gpt2, monkeypatch):
         _cfg(vocabulary="french")
     with pytest.raises(ValueError, match="direct_threshold"):
         _cfg(direct_threshold=1.5)
+    with pytest.raises(ValueError, match="greater_than.greedy_k"):
+        _cfg(greedy_k=0)
 
 
 def test_probability_difference_and_cutoff_sharpness_by_hand():
@@ -119,24 +122,88 @@ def _brute_probs(model, ds, keep_heads, keep_mlps):
     return ds.probs(model.run_with_hooks(ds.clean, fwd_hooks=[(n, hook) for n in names]))
 
 
+def _circuit():
+    return C.Circuit({"end": ((1, 0), (1, MLP)), "yy": ((0, 1), (0, MLP))}, GC.POSITIONS)
+
+
 def test_circuit_evaluation_equals_brute_force_and_its_limits(toy_tok):
     ds = G.year_dataset(toy_tok, _cfg(vocabulary="toy", n_prompts=12))
     model = _model(len(toy_tok))
-    circuit = GC.GTCircuit(end=((1, 0), (1, MLP)), yy=((0, 1), (0, MLP)))
-    sets = {"model": (None, "paper"), "empty": (GC.GTCircuit((), ()), "paper"), "c": (circuit, "paper"),
-            "c_all": (circuit, "all_positions")}
-    ours = GC.evaluate_circuits(model, ds, sets)
+    circuit = _circuit()
+    ev = C.Evaluator(model, [ds], GC.ABLATION)
+    keeps = {"model": ev.without(()), "empty": ev.circuit(C.Circuit({}, {}), "paper"),
+             "c": ev.circuit(circuit, "paper"), "c_all": ev.circuit(circuit, "all_positions")}
+    ours = dict(zip(keeps, ev.outputs(list(keeps.values()), ds.probs)[0], strict=True))
+    n_pos = ds.clean.shape[1]
     with torch.no_grad():
         torch.testing.assert_close(ours["model"], ds.probs(model(ds.clean)), atol=1e-5, rtol=1e-4)
         # nothing kept: END's residual stream is the 01 run's exactly (END's own token is the same)
         torch.testing.assert_close(ours["empty"], ds.probs(model(ds.corrupted)), atol=1e-5, rtol=1e-4)
         for key, protocol in (("c", "paper"), ("c_all", "all_positions")):
-            heads, mlps = GC.keep_masks(model, circuit, ds.positions, ds.clean.shape[1], protocol)
+            heads, mlps = C.keep_masks(model, circuit, ds.positions, n_pos, protocol)
             torch.testing.assert_close(ours[key], _brute_probs(model, ds, heads, mlps), atol=1e-5, rtol=1e-4)
-    heads, mlps = GC.keep_masks(model, circuit, ds.positions, ds.clean.shape[1], "paper")
+    heads, mlps = C.keep_masks(model, circuit, ds.positions, n_pos, "paper")
     assert heads.sum() == 2 and mlps.sum() == 2 and heads[1, ds.positions["end"], 0] and mlps[0, ds.positions["yy"]]
+    row = C.faithfulness(ev, circuit, "paper")
+    assert row["F_C"] == pytest.approx(float(G._prob_diff(ours["c"], ds.start_yy).mean()), abs=1e-6)
+    assert row["F_M"] == pytest.approx(float(G._prob_diff(ours["model"], ds.start_yy).mean()), abs=1e-6)
+    assert row["protocol_text"] == GC.ABLATION.protocols["paper"] and (row["n_heads"], row["n_mlps"]) == (2, 2)
     with pytest.raises(ValueError, match="outside this model"):
-        GC.keep_masks(model, GC.GTCircuit(((5, 0),), ()), ds.positions, ds.clean.shape[1], "paper")
+        C.keep_masks(model, C.Circuit({"end": ((5, 0),)}, GC.POSITIONS), ds.positions, n_pos, "paper")
+    with pytest.raises(ValueError, match="MLP 2 .* outside this model"):
+        ev.circuit(C.Circuit({"yy": ((2, MLP),)}, GC.POSITIONS), "paper")
+    # a part in two roles (an MLP at END and at YY) is kept at both positions, and removing it removes both
+    both = C.Circuit({"end": ((0, MLP),), "yy": ((0, MLP),)}, GC.POSITIONS)
+    _, mlps = C.keep_masks(model, both, ds.positions, n_pos, "paper")
+    assert mlps.nonzero().tolist() == sorted([[0, ds.positions["yy"]], [0, ds.positions["end"]]])
+    assert not C.keep_masks(model, both, ds.positions, n_pos, "paper", removed=[(0, MLP)]).mlps.any()
+
+
+def test_completeness_and_minimality_of_a_greater_than_circuit_by_brute_force(toy_tok):
+    """Wang et al.'s completeness and minimality, run on a Greater-Than circuit of heads and MLPs with outputs
+    from the 01 prompts, against plain hooks."""
+    ds = G.year_dataset(toy_tok, _cfg(vocabulary="toy", n_prompts=12))
+    model = _model(len(toy_tok))
+    circuit = _circuit()
+    ev = C.Evaluator(model, [ds], GC.ABLATION)
+    n_pos = ds.clean.shape[1]
+
+    def brute(removed, whole_model=False) -> float:
+        heads = torch.full((2, n_pos, 2), whole_model)
+        mlps = torch.full((2, n_pos), whole_model)
+        for role, parts in circuit.roles.items():
+            for la, what in parts:
+                at = slice(None) if whole_model else ds.positions[role]
+                keep = (la, what) not in removed
+                if what == MLP:
+                    mlps[la, at] = keep
+                else:
+                    heads[la, at, what] = keep
+        with torch.no_grad():
+            return float(G._prob_diff(_brute_probs(model, ds, heads, mlps), ds.start_yy).mean())
+
+    full = brute((), whole_model=True)
+    assert ev.full == pytest.approx(full, abs=1e-6)
+    rows = C.completeness(ev, circuit, "paper", n_random=2, greedy_k=2, seed=0)
+    assert [(r["kind"], r["role"]) for r in rows[:3]] == [("empty", ""), ("role", "end"), ("role", "yy")]
+    assert [r["kind"] for r in rows[3:]] == ["random", "random", "greedy", "greedy"]
+    assert rows[1]["K"] == "1.0, MLP 1" and [r["size"] for r in rows[-2:]] == [1, 2]
+    for r in rows:
+        k = [C.parse(x) for x in r["K"].split(", ")] if r["K"] else []
+        assert r["F_C_minus_K"] == pytest.approx(brute(k), abs=1e-6)
+        assert r["F_M_minus_K"] == pytest.approx(brute(k, whole_model=True), abs=1e-6)
+        assert r["incompleteness"] == pytest.approx(abs(r["F_C_minus_K"] - r["F_M_minus_K"]) / abs(full), rel=1e-6)
+    singles = {p: abs(brute([p]) - brute([p], whole_model=True)) / abs(full) for p in circuit.parts}
+    assert rows[-2]["incompleteness"] == pytest.approx(max(singles.values()), abs=1e-4)
+    mini = C.minimality(ev, circuit, "paper")
+    assert [(r["part"], r["role"]) for r in mini] == [("0.1", "yy"), ("MLP 0", "yy"), ("1.0", "end"),
+                                                     ("MLP 1", "end")]
+    for r in mini:
+        v = C.parse(r["part"])
+        k = [C.parse(x) for x in r["K"].split(", ")] if r["K"] else []
+        assert set(k) <= set(circuit.roles[r["role"]]) - {v}  # K: nothing, or the other part of v's role
+        assert r["minimality"] == pytest.approx(abs(brute(k + [v]) - brute(k)) / abs(full), abs=1e-4)
+        assert r["minimality"] >= abs(brute([v]) - brute([])) / abs(full) - 1e-4  # the better of the two K
 
 
 def test_ablate_masks_with_mlps_and_per_prompt_values_equals_hooks(toy_tok):
@@ -168,22 +235,26 @@ def test_discover_follows_its_tables(toy_tok):
     found = GC.discover(model, ds, cfg)
     steps, circuit = found["steps"], found["circuit"]
     assert list(steps) == ["logits", "end_mlps_0_1", "end_heads_kv", "yy_mlps_0"]
-    assert circuit.end and circuit.yy
+    assert circuit.roles["end"] and circuit.roles["yy"]
     assert steps["logits"].shape == (2, 3)
     direct = set(GC._components(steps["logits"], cfg.direct_threshold))
-    assert direct <= set(circuit.end)
+    assert direct <= set(circuit.roles["end"])
     for key, table in steps.items():  # every component that clears a later step's threshold is in the circuit
         if key != "logits":
             role = "yy" if key.startswith(("end_heads", "yy")) else "end"
-            assert set(GC._components(table, cfg.path_threshold)) <= set(getattr(circuit, role))
+            assert set(GC._components(table, cfg.path_threshold)) <= set(circuit.roles[role])
     assert steps["end_heads_kv"][1:].abs().max() == 0  # layer-1 senders cannot reach a layer-1 head's k/v
     assert steps["end_mlps_0_1"][1, 2] == 0  # MLP 1 does not reach MLP 0 or itself
 
 
 def test_overlap_with_the_paper_circuit():
-    same = GC.overlap(GC.PAPER_CIRCUIT, GC.PAPER_CIRCUIT)
+    paper = GC.PAPER_CIRCUIT
+    same = C.overlap(paper, paper, roles=GC.ROLES)
     assert same["precision.end_heads"] == same["recall.end_mlps"] == same["recall.yy"] == 1.0
-    assert same["recall.canonical_heads"] == pytest.approx(5 / 6)  # 6.1 is canonical but not in Hanna et al.'s
-    none = GC.overlap(GC.GTCircuit((), ()), GC.PAPER_CIRCUIT)
+    canonical = C.overlap(paper, GC.CANONICAL_HEADS)  # all of Hanna et al.'s heads, END and YY, vs the canonical set
+    assert canonical["recall.heads"] == pytest.approx(5 / 6)  # 6.1 is canonical but not in Hanna et al.'s
+    assert canonical["precision.heads"] == 0.5  # 5 of their 10 heads
+    none = C.overlap(C.Circuit({}, {}), paper, roles=GC.ROLES)
     assert none["precision.end_heads"] is None and none["recall.end_heads"] == 0.0
-    assert [GC.parse(GC.name(c)) for c in GC.PAPER_CIRCUIT.end] == list(GC.PAPER_CIRCUIT.end)
+    assert [C.parse(C.name(c)) for c in paper.roles["end"]] == list(paper.roles["end"])
+    assert (len(paper.heads), len(paper.mlps), paper.positions) == (10, 8, {"end": "end", "yy": "yy"})

@@ -13,6 +13,8 @@ rule greater_than_analysis:
         tensors="results/{scale}/greater_than/analysis/tensors.safetensors",
         validation="results/{scale}/greater_than/analysis/validation.json",
         components="results/{scale}/greater_than/analysis/components.csv",
+        completeness="results/{scale}/greater_than/analysis/completeness.csv",
+        minimality="results/{scale}/greater_than/analysis/minimality.csv",
     params:
         section=GT,
         models_dir=models_dir,

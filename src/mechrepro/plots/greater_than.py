@@ -7,6 +7,7 @@ import numpy as np
 
 from mechrepro.plots import head_heatmap, save, signed_heatmap
 from mechrepro.tasks.greater_than import START_YYS
+from mechrepro.techniques.circuits import parse
 
 HEATMAP_TITLES = {"model": "full model", "discovered": "discovered circuit (paper protocol)",
                   "paper_circuit": "Hanna et al.'s circuit"}
@@ -91,7 +92,7 @@ def mlp_contributions(mlp_maps: list[np.ndarray], fractions: list[float], circui
 
 
 def _layer(comp: str) -> int:
-    return int(comp[4:]) if comp.startswith("MLP") else int(comp.split(".")[0])
+    return parse(comp)[0]
 
 
 def circuit_diagram(circuit: dict, n_layers: int, model: str, path) -> None:
@@ -102,7 +103,8 @@ def circuit_diagram(circuit: dict, n_layers: int, model: str, path) -> None:
     if circuit.get("gpt2_shaped"):
         panels.append(("Hanna et al. 2023 (GPT-2 small)", circuit["paper"]))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.45 * n_layers + 2.8), squeeze=False)
-    for ax, (title, c) in zip(axes[0], panels, strict=True):
+    for ax, (title, circ) in zip(axes[0], panels, strict=True):
+        c = circ["roles"]  # role ("end", "yy") -> part names
         where: dict[tuple[str, str], tuple[float, float]] = {}
         for x, role in ((0.0, "yy"), (1.0, "end")):
             per_layer: dict[tuple[int, bool], int] = {}

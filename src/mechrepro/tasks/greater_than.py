@@ -147,6 +147,8 @@ class GreaterThanConfig:
     vocabulary: str  # "paper": Hanna et al.'s nouns; "toy": the toy tokenizer's event nouns
     direct_threshold: float  # |path-patching effect on the logits| / clean probability difference
     path_threshold: float  # |effect through the receivers (MLP inputs, heads' keys and values)|
+    n_random_k: int  # completeness: random subsets K of the circuit (Wang et al. §4.2)
+    greedy_k: int  # completeness: greedy K up to this size
     seed: int
     paper_circuit: bool = False  # also evaluate Hanna et al.'s GPT-2 small circuit (needs a 12 x 12 model)
 
@@ -158,6 +160,9 @@ class GreaterThanConfig:
         for k in ("direct_threshold", "path_threshold"):
             if not 0 < getattr(self, k) < 1:
                 raise ValueError(f"greater_than.{k} must be in (0, 1), got {getattr(self, k)}")
+        for k in ("n_random_k", "greedy_k"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"greater_than.{k} must be >= 1, got {getattr(self, k)}")
 
     @classmethod
     def from_config(cls, section: dict) -> GreaterThanConfig:

@@ -13,14 +13,15 @@ A component belongs to the circuit when |effect| >= the config's threshold. The 
 the way the paper evaluates its own (§3.3, Fig. 5): the circuit's components see the clean input, every
 other component the 01 input -- here node by node: each head or MLP output outside the circuit (and a
 circuit component's output away from its position, under the paper protocol) is replaced by its value on
-the prompt's 01 counterpart. Also: each head's attention from END to YY, and each MLP's direct
-contribution to every year's logit (the logit lens of its END output), per start year, as in §4.
+the prompt's 01 counterpart (:data:`ABLATION`, evaluated by :mod:`mechrepro.techniques.circuits`). The same code
+gives its completeness and minimality (Wang et al. 2022 §4's tests; Hanna et al. do not run them). Also: each
+head's attention from END to YY, and each MLP's direct contribution to every year's logit (the logit lens of its
+END output), per start year, as in §4.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,79 +32,41 @@ from mechrepro.tasks.greater_than import (
     START_YYS,
     GreaterThanConfig,
     YearDataset,
-    _prob_diff,
     cutoff_sharpness,
     heatmap,
     year_dataset,
 )
-from mechrepro.techniques.ablation import ablate_masks
+from mechrepro.techniques import circuits as C
+from mechrepro.techniques.circuits import Circuit, Part, part_order
 from mechrepro.techniques.path_patching import MLP, path_patch
 
-Component = tuple[int, int | str]  # (layer, head) or (layer, "mlp")
 PAPER_CITATION = ("Hanna, Liu & Variengien 2023, How does GPT-2 compute greater-than? (arXiv 2305.00586), §3 and "
                   "Fig. 5; canonical set: Conmy et al. 2023 (ACDC) and auto-circuit's Greater-Than task")
-
-
-@dataclass(frozen=True)
-class GTCircuit:
-    """Components kept at the last position (``end``) and at the start year's two-digit position (``yy``)."""
-
-    end: tuple[Component, ...]
-    yy: tuple[Component, ...]
-
-    @property
-    def components(self) -> list[tuple[str, Component]]:
-        return [("end", c) for c in self.end] + [("yy", c) for c in self.yy]
-
-    def check(self, model: HookedTransformer) -> None:
-        for where, (layer, what) in self.components:
-            if not 0 <= layer < model.cfg.n_layers or (what != MLP and not 0 <= what < model.cfg.n_heads):
-                raise ValueError(f"circuit component {name((layer, what))} at {where} is outside this model "
-                                 f"({model.cfg.n_layers} layers x {model.cfg.n_heads} heads)")
-            if what == MLP and model.cfg.attn_only:
-                raise ValueError("the circuit has MLPs; this model is attention-only")
-
-    def to_json(self) -> dict:
-        return {"end": [name(c) for c in self.end], "yy": [name(c) for c in self.yy]}
-
+ROLES = ("end", "yy")  # components kept at the last position (END) and at the start year's two digits (YY)
+POSITIONS = {"end": "end", "yy": "yy"}
 
 # Hanna et al. §3 (Fig. 5): heads 5.1, 5.5, 6.9, 7.10, 8.8, 8.11, 9.1 and MLPs 8-11 at END; MLPs 0-3 and
 # heads 0.1, 0.3, 0.5 at YY.
-PAPER_CIRCUIT = GTCircuit(
-    end=((5, 1), (5, 5), (6, 9), (7, 10), (8, 8), (8, 11), (9, 1), (8, MLP), (9, MLP), (10, MLP), (11, MLP)),
-    yy=((0, 1), (0, 3), (0, 5), (0, MLP), (1, MLP), (2, MLP), (3, MLP)))
-# The set ACDC (Conmy et al. 2023) and auto-circuit use as Greater-Than's canonical heads.
-CANONICAL_HEADS = ((5, 5), (6, 1), (6, 9), (7, 10), (8, 11), (9, 1))
-PROTOCOLS = {
+PAPER_CIRCUIT = Circuit({
+    "end": ((5, 1), (5, 5), (6, 9), (7, 10), (8, 8), (8, 11), (9, 1), (8, MLP), (9, MLP), (10, MLP), (11, MLP)),
+    "yy": ((0, 1), (0, 3), (0, 5), (0, MLP), (1, MLP), (2, MLP), (3, MLP))}, POSITIONS)
+# The set ACDC (Conmy et al. 2023) and auto-circuit use as Greater-Than's canonical heads (edges without positions;
+# all of them read YY from END).
+CANONICAL_HEADS = Circuit({"end": ((5, 5), (6, 1), (6, 9), (7, 10), (8, 11), (9, 1))}, {"end": "end"})
+# Hanna et al. §3.3: the circuit sees the clean input, the rest the 01 input; here node by node, heads and MLPs.
+ABLATION = C.Ablation(source="counterpart", mlps=True, protocols={
     "paper": "the circuit's heads and MLPs keep their clean output at their own position (END or YY); every other "
              "head and MLP output, at every position, and the circuit's elsewhere, is taken from the prompt's 01 "
              "counterpart (Hanna et al. §3.3: the circuit sees the clean input, the rest the 01 input; node-level)",
     "all_positions": "the circuit's heads and MLPs keep their clean output at every position; every other head "
                      "and MLP output is taken from the prompt's 01 counterpart",
-}
+})
 
 
-def name(c: Component) -> str:
-    layer, what = c
-    return f"MLP {layer}" if what == MLP else f"{layer}.{what}"
-
-
-def parse(text: str) -> Component:
-    if text.startswith("MLP "):
-        return int(text[4:]), MLP
-    layer, head = text.split(".")
-    return int(layer), int(head)
-
-
-def _components(table: Tensor, threshold: float) -> list[Component]:
+def _components(table: Tensor, threshold: float) -> list[Part]:
     """Components whose |relative effect| in a [layer, head + 1] table (last column: the MLP) reaches ``threshold``."""
     n_heads = table.shape[1] - 1
     return [(int(la), MLP if int(h) == n_heads else int(h)) for la, h in (table.abs() >= threshold).nonzero()]
-
-
-def _order(c: Component) -> tuple[int, int]:
-    """Layer by layer, the heads before the layer's MLP."""
-    return c[0], 10**6 if c[1] == MLP else c[1]
 
 
 def discover(model: HookedTransformer, ds: YearDataset, cfg: GreaterThanConfig) -> dict:
@@ -139,53 +102,8 @@ def discover(model: HookedTransformer, ds: YearDataset, cfg: GreaterThanConfig) 
         grow("yy")
     else:
         stopped = "no heads at END: nothing reads the start year, so the search stops before the YY position"
-    circuit = GTCircuit(tuple(sorted(found["end"], key=_order)), tuple(sorted(found["yy"], key=_order)))
+    circuit = Circuit({r: tuple(sorted(found[r], key=part_order)) for r in ROLES}, POSITIONS)
     return {"circuit": circuit, "steps": steps, "prob_diff": base, "stopped": stopped}
-
-
-def keep_masks(model: HookedTransformer, circuit: GTCircuit, positions: dict[str, int], n_pos: int, protocol: str
-               ) -> tuple[Tensor, Tensor]:
-    """([layer pos head], [layer pos]) True where a head's / an MLP's clean output is kept."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
-    circuit.check(model)
-    c = model.cfg
-    heads = torch.zeros(c.n_layers, n_pos, c.n_heads, dtype=torch.bool)
-    mlps = torch.zeros(c.n_layers, n_pos, dtype=torch.bool)
-    for role, (layer, what) in circuit.components:
-        at = slice(None) if protocol == "all_positions" else positions[role]
-        if what == MLP:
-            mlps[layer, at] = True
-        else:
-            heads[layer, at, what] = True
-    return heads, mlps
-
-
-@torch.inference_mode()
-def evaluate_circuits(model: HookedTransformer, ds: YearDataset, circuits: dict[str, tuple[GTCircuit | None, str]]
-                      ) -> dict[str, Tensor]:
-    """Year probabilities [prompt 100] of the model restricted to each circuit: name -> (circuit, protocol);
-    a circuit None keeps everything (the full model). Outside the circuit, outputs come from the 01 prompts."""
-    c = model.cfg
-    names = [utils.get_act_name("z", la) for la in range(c.n_layers)]
-    names += [] if c.attn_only else [utils.get_act_name("mlp_out", la) for la in range(c.n_layers)]
-    _, corr = model.run_with_cache(ds.corrupted.to(c.device), names_filter=lambda n: n in names)
-    z = torch.stack([corr[utils.get_act_name("z", la)] for la in range(c.n_layers)], dim=1)  # [b layer pos head d]
-    mlp = None if c.attn_only else torch.stack([corr[utils.get_act_name("mlp_out", la)] for la in range(c.n_layers)],
-                                               dim=1)  # [b layer pos d_model]
-    n_pos = ds.clean.shape[1]
-    head_masks, mlp_masks = [], []
-    for circuit, protocol in circuits.values():
-        if circuit is None:
-            keep = (torch.ones(c.n_layers, n_pos, c.n_heads, dtype=torch.bool),
-                    torch.ones(c.n_layers, n_pos, dtype=torch.bool))
-        else:
-            keep = keep_masks(model, circuit, ds.positions, n_pos, protocol)
-        head_masks.append(~keep[0])
-        mlp_masks.append(~keep[1])
-    probs = ablate_masks(model, ds.clean.to(c.device), torch.stack(head_masks), ds.probs, replacement=z,
-                         mlp_masks=None if c.attn_only else torch.stack(mlp_masks), mlp_replacement=mlp)
-    return dict(zip(circuits, probs, strict=True))
 
 
 @torch.inference_mode()
@@ -226,26 +144,10 @@ def later_fraction(year_map: Tensor) -> float:
     return float(np.mean(later))
 
 
-def overlap(ours: GTCircuit, paper: GTCircuit) -> dict[str, float | None]:
-    """Precision and recall of our END heads, END MLPs and YY components against the paper's, and of all our
-    heads against the canonical set (None: undefined, an empty set)."""
-    def pr(mine: set, theirs: set, key: str) -> dict:
-        return {f"precision.{key}": len(mine & theirs) / len(mine) if mine else None,
-                f"recall.{key}": len(mine & theirs) / len(theirs) if theirs else None}
-    def heads(cs) -> set:
-        return {c for c in cs if c[1] != MLP}
-
-    def mlps(cs) -> set:
-        return {c for c in cs if c[1] == MLP}
-    return {**pr(heads(ours.end), heads(paper.end), "end_heads"), **pr(mlps(ours.end), mlps(paper.end), "end_mlps"),
-            **pr(set(ours.yy), set(paper.yy), "yy"),
-            **pr(heads(ours.end) | heads(ours.yy), set(CANONICAL_HEADS), "canonical_heads")}
-
-
 def run_analysis(model: HookedTransformer, cfg: GreaterThanConfig, paper_circuit: bool) -> dict:
-    """Everything the Greater-Than report shows: dataset, metrics, discovery, the circuit's faithfulness and
-    heatmaps, attention to YY and the MLPs' year contributions (and Hanna et al.'s own circuit, when asked and
-    the model is GPT-2-small-shaped)."""
+    """Everything the Greater-Than report shows: dataset, metrics, discovery, the circuit's faithfulness,
+    completeness, minimality and heatmaps, attention to YY and the MLPs' year contributions (and Hanna et al.'s
+    own circuit, when asked and the model is GPT-2-small-shaped)."""
     t0 = time.perf_counter()
 
     def stage(what: str) -> None:  # progress in the job's log
@@ -254,48 +156,60 @@ def run_analysis(model: HookedTransformer, cfg: GreaterThanConfig, paper_circuit
     ds = year_dataset(model.tokenizer, cfg)
     stage(f"{len(ds.texts)} prompts; path patching backwards from the logits")
     found = discover(model, ds, cfg)
-    circuit: GTCircuit = found["circuit"]
-    stage(f"circuit: {circuit.to_json()}; evaluating it")
-    sets: dict[str, tuple[GTCircuit | None, str]] = {"model": (None, "paper"), "empty": (GTCircuit((), ()), "paper"),
-                                                     "discovered": (circuit, "paper"),
-                                                     "discovered_all_positions": (circuit, "all_positions")}
+    circuit: Circuit = found["circuit"]
+    stage(f"circuit: {circuit.to_json()['roles']}; evaluating it")
+    ev = C.Evaluator(model, [ds], ABLATION)
+    sets: dict[str, tuple[Circuit, str]] = {"empty": (Circuit({}, {}), "paper"), "discovered": (circuit, "paper"),
+                                            "discovered_all_positions": (circuit, "all_positions")}
     gpt2_shaped = (model.cfg.n_layers, model.cfg.n_heads) == (12, 12) and not model.cfg.attn_only
     if paper_circuit and gpt2_shaped:
         sets["paper_circuit"] = (PAPER_CIRCUIT, "paper")
-    probs = evaluate_circuits(model, ds, sets)
-    pd = {k: float(_prob_diff(p, ds.start_yy).mean()) for k, p in probs.items()}
+    faith = {k: C.faithfulness(ev, c, protocol) for k, (c, protocol) in sets.items()}
+    # the heatmaps and the cutoff sharpness need each year's probability, not just the probability difference
+    keeps = {"model": ev.without(()), **{k: ev.circuit(c, protocol) for k, (c, protocol) in sets.items()}}
+    probs = dict(zip(keeps, ev.outputs(list(keeps.values()), ds.probs)[0], strict=True))
     sharp = {k: float(cutoff_sharpness(p, ds.start_yy).mean()) for k, p in probs.items()}
-    full = pd["model"]
     stage("attention to YY and the MLPs' year logits")
     cache = clean_cache(model, ds)
     attn = attention_to_yy(model, ds, cache)
     mlp_maps = [] if model.cfg.attn_only else [heatmap(m, ds.start_yy) for m in mlp_year_logits(model, ds, cache)]
     fractions = [later_fraction(m) for m in mlp_maps]
-    circuit_mlps = [la for la, w in circuit.end if w == MLP]
+    circuit_mlps = [la for la, w in circuit.roles["end"] if w == MLP]
     best = max(circuit_mlps, key=lambda la: fractions[la]) if circuit_mlps else None
     summary = {
-        "prob_diff": full, "cutoff_sharpness": sharp["model"], "corrupted_prob_diff": pd["empty"],
+        "prob_diff": ev.full, "cutoff_sharpness": sharp["model"], "corrupted_prob_diff": faith["empty"]["F_C"],
         "n_prompts": len(ds.texts), "stopped": found["stopped"],
-        "discovered.n_components": len(circuit.components),
-        "discovered.n_heads": sum(w != MLP for _, (_, w) in circuit.components),
-        "discovered.n_mlps": sum(w == MLP for _, (_, w) in circuit.components),
-        "discovered.prob_diff": pd["discovered"], "discovered.cutoff_sharpness": sharp["discovered"],
-        "discovered.faithfulness": pd["discovered"] / full,
-        "discovered.faithfulness_all_positions": pd["discovered_all_positions"] / full,
+        "discovered.n_components": len(circuit.parts), "discovered.n_heads": len(circuit.heads),
+        "discovered.n_mlps": len(circuit.mlps),
+        "discovered.prob_diff": faith["discovered"]["F_C"], "discovered.cutoff_sharpness": sharp["discovered"],
+        "discovered.faithfulness": faith["discovered"]["faithfulness"],
+        "discovered.faithfulness_all_positions": faith["discovered_all_positions"]["faithfulness"],
         # no MLP at END in the circuit: nothing up-weights later years (0, so that the claim fails, not "not run")
         "discovered.best_mlp_later_fraction": fractions[best] if best is not None else 0.0,
         "discovered.best_mlp": best if best is not None else -1,
     }
-    if "paper_circuit" in pd:
-        summary["paper_circuit.prob_diff"] = pd["paper_circuit"]
-        summary["paper_circuit.faithfulness"] = pd["paper_circuit"] / full
+    if "paper_circuit" in faith:
+        summary["paper_circuit.prob_diff"] = faith["paper_circuit"]["F_C"]
+        summary["paper_circuit.faithfulness"] = faith["paper_circuit"]["faithfulness"]
+    completeness, minimal = [], []
+    if circuit.parts:
+        stage("completeness and minimality")
+        completeness = C.completeness(ev, circuit, "paper", cfg.n_random_k, cfg.greedy_k, cfg.seed)
+        minimal = C.minimality(ev, circuit, "paper")
+        summary["discovered.max_incompleteness"] = max(r["incompleteness"] for r in completeness)
+        summary["discovered.min_minimality"] = min(r["minimality"] for r in minimal)
     if gpt2_shaped:
-        summary.update(overlap(circuit, PAPER_CIRCUIT))
-    validation = [{"circuit": k, "protocol": proto, "protocol_text": PROTOCOLS[proto], "prob_diff": pd[k],
-                   "cutoff_sharpness": sharp[k], "faithfulness": pd[k] / full,
-                   "n_components": None if c is None else len(c.components)} for k, (c, proto) in sets.items()]
+        summary.update(C.overlap(circuit, PAPER_CIRCUIT, roles=ROLES))
+        canonical = C.overlap(circuit, CANONICAL_HEADS)  # all our heads, at END or YY, against the canonical set
+        summary["precision.canonical_heads"] = canonical["precision.heads"]
+        summary["recall.canonical_heads"] = canonical["recall.heads"]
+    validation = [{"circuit": "model", "protocol": "none", "protocol_text": "nothing is replaced: the full model",
+                   "prob_diff": ev.full, "cutoff_sharpness": sharp["model"], "faithfulness": 1.0, "n_components": None}]
+    validation += [{"circuit": k, **row, "prob_diff": row["F_C"], "cutoff_sharpness": sharp[k],
+                    "n_components": len(sets[k][0].parts)} for k, row in faith.items()]
     stage("done")
     return {"summary": summary, "circuit": circuit, "steps": found["steps"], "validation": validation,
+            "completeness": completeness, "minimality": minimal,
             "heatmaps": {k: heatmap(p, ds.start_yy) for k, p in probs.items()},
             "mlp_maps": mlp_maps, "mlp_later_fraction": fractions, "attention_to_yy": attn,
             "examples": [{"text": t, "corrupted": c, "start_yy": int(y)} for t, c, y in

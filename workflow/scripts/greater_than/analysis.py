@@ -6,13 +6,9 @@ import torch
 from mechrepro.io import log_to, save_tensors, set_threads, write_csv, write_json
 from mechrepro.models.load import best_device, is_random_weights, load_model
 from mechrepro.tasks.greater_than import GreaterThanConfig
-from mechrepro.tasks.greater_than_circuit import (
-    CANONICAL_HEADS,
-    PAPER_CIRCUIT,
-    PAPER_CITATION,
-    name,
-    run_analysis,
-)
+from mechrepro.tasks.greater_than_circuit import CANONICAL_HEADS, PAPER_CIRCUIT, PAPER_CITATION, run_analysis
+from mechrepro.techniques.circuits import name
+from mechrepro.techniques.path_patching import MLP
 
 snakemake = snakemake  # noqa: F821 (injected by Snakemake)
 out, params = snakemake.output, snakemake.params
@@ -35,20 +31,24 @@ with log_to(snakemake.log[0]):
     n_heads = model.cfg.n_heads
     rows = []  # every head and MLP: its effect at each step, its attention to YY, whether and where it is in the circuit
     for la in range(model.cfg.n_layers):
-        for h in [*range(n_heads), "mlp"]:
-            col = n_heads if h == "mlp" else h
-            where = [role for role, c in r["circuit"].components if c == (la, h)]
-            rows.append({"component": name((la, h)), "layer": la, "kind": "mlp" if h == "mlp" else "head",
+        for h in [*range(n_heads), MLP]:
+            col = n_heads if h == MLP else h
+            where = [role for role, parts in r["circuit"].roles.items() if (la, h) in parts]
+            rows.append({"component": name((la, h)), "layer": la, "kind": "mlp" if h == MLP else "head",
                          "in_circuit_at": ",".join(where),
-                         "attention_end_to_yy": None if h == "mlp" else float(r["attention_to_yy"][la, h]),
+                         "attention_end_to_yy": None if h == MLP else float(r["attention_to_yy"][la, h]),
                          **{f"path_{k}": float(v[la, col]) for k, v in r["steps"].items()}})
     write_csv(out.components, pd.DataFrame(rows))
+    write_csv(out.completeness, pd.DataFrame(r["completeness"], columns=[
+        "kind", "role", "K", "size", "F_C_minus_K", "F_M_minus_K", "incompleteness"]))
+    write_csv(out.minimality, pd.DataFrame(r["minimality"], columns=[
+        "part", "role", "K", "F_C_minus_K", "F_C_minus_K_and_v", "minimality"]))
     gpt2_shaped = (model.cfg.n_layers, model.cfg.n_heads) == (12, 12)
     write_json(out.circuit, {"model": cfg.model, "random_weights": is_random_weights(cfg.model),
                              "discovered": r["circuit"].to_json(), "stopped": r["summary"]["stopped"],
-                             "gpt2_shaped": gpt2_shaped,
-                             "paper": PAPER_CIRCUIT.to_json(), "canonical_heads": [name(h) for h in CANONICAL_HEADS],
-                             "citation": PAPER_CITATION, "examples": r["examples"]})
+                             "gpt2_shaped": gpt2_shaped, "paper": PAPER_CIRCUIT.to_json(),
+                             "canonical_heads": CANONICAL_HEADS.to_json(), "citation": PAPER_CITATION,
+                             "examples": r["examples"]})
     write_json(out.validation, r["validation"])
     write_json(out.summary, {"model": cfg.model, "random_weights": is_random_weights(cfg.model), "device": device,
                              "n_layers": model.cfg.n_layers, "n_heads": n_heads, **r["summary"]})

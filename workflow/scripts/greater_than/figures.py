@@ -2,6 +2,8 @@
 
 from mechrepro.io import load_tensors, log_to, read_json
 from mechrepro.plots import greater_than as fig
+from mechrepro.techniques.circuits import Circuit, name
+from mechrepro.techniques.path_patching import MLP
 
 snakemake = snakemake  # noqa: F821 (injected by Snakemake)
 inp, out = snakemake.input, snakemake.output
@@ -14,8 +16,9 @@ with log_to(snakemake.log[0]):
                              out.heatmaps)
     fig.path_patching({k[5:]: v for k, v in t.items() if k.startswith("path.")}, model, out.path)
     mlps = [t[f"mlp.{la}"] for la in range(summary["n_layers"]) if f"mlp.{la}" in t]
-    circuit_mlps = [int(c[4:]) for c in circuit["discovered"]["end"] if c.startswith("MLP")]
+    discovered = Circuit.from_json(circuit["discovered"])
+    circuit_mlps = [la for la, what in discovered.roles["end"] if what == MLP]
     fig.mlp_contributions(mlps, list(t["mlp_later_fraction"]), circuit_mlps, model, out.mlps)
     fig.circuit_diagram(circuit, summary["n_layers"], model, out.circuit)
-    heads = [c for role in ("end", "yy") for c in circuit["discovered"][role] if not c.startswith("MLP")]
+    heads = [name(h) for h in discovered.heads]
     fig.faithfulness(validation, t["attention_to_yy"], heads, model, out.faithfulness)
