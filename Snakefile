@@ -19,6 +19,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/induction_heads.smk"
 include: "workflow/rules/ioi.smk"
 include: "workflow/rules/greater_than.smk"
+include: "workflow/rules/discovery.smk"
 include: "workflow/rules/monosemanticity.smk"
 include: "workflow/rules/reports.smk"
 

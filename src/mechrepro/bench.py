@@ -2,6 +2,7 @@
 
     python -m mechrepro.bench training --model attn-only-2l [--steps 40] [--threads 2]
     python -m mechrepro.bench patching --model toy-lm --sweep head_by_pos --prompts 64
+    python -m mechrepro.bench edges --model toy-lm --prompts 64 [--repeats 5]
 
 ``training`` times full optimisation steps (forward, backward, AdamW) of a registered toy recipe on
 random tokens and reports tokens per second, the matmul FLOP rate those steps reach (counted with
@@ -14,6 +15,11 @@ TransformerLens's ``patching`` function for that sweep, and attribution patching
 one run, with the speed-up over TransformerLens and the largest difference from its numbers. On a
 GPU it also prints the FLOP floor of the sweep (every patched forward pass, counted with
 ``torch.utils.flop_counter``, at the measured matmul peak) and how close the engine comes to it.
+
+``edges`` times edge-level scoring of the same IOI prompts (:mod:`mechrepro.techniques.edges`): our batched exact
+edge patching against a naive loop of one hooked forward pass per edge (the reference: equal to 1e-4), and EAP and
+EAP-IG against one plain forward and backward pass, each side run ``--repeats`` times interleaved, printing min /
+median / max and ratios of medians.
 """
 
 from __future__ import annotations
@@ -176,6 +182,86 @@ def _patching(args) -> None:
               f"ours is {t_ours / floor:.1f}x the floor")
 
 
+def naive_exact_scores(model, graph, pairs):
+    """The reference for exact edge patching: one hooked forward pass per edge, adding (corrupted - clean output
+    of the edge's source) to its destination's input."""
+    from mechrepro.techniques import edges as E
+    from mechrepro.techniques.graph import dest_groups, split_inputs
+
+    _, clean_out = E.outputs(model, pairs.clean)
+    _, corr_out = E.outputs(model, pairs.corrupted)
+    hook_of = {d: (name, j) for name, _, _, ds in dest_groups(graph) for j, d in enumerate(ds)}
+    out = []
+    with torch.inference_mode(), split_inputs(model):
+        base = pairs.metric(model(pairs.clean))
+        for d, u in graph.edge_index.tolist():
+            name, j = hook_of[d]
+            delta = corr_out[u] - clean_out[u]
+
+            def hook(act, hook, delta=delta, j=j):
+                act = act.clone()
+                if act.ndim == 4:
+                    act[:, :, j] += delta
+                else:
+                    act += delta
+                return act
+            out.append(pairs.metric(model.run_with_hooks(pairs.clean, fwd_hooks=[(name, hook)])) - base)
+    return torch.stack(out, dim=1)
+
+
+def _stats(times: list[float]) -> tuple[float, float, float]:
+    import statistics
+
+    return min(times), statistics.median(times), max(times)
+
+
+def _edges(args) -> None:
+    from mechrepro.models.load import best_device, load_model
+    from mechrepro.techniques import edges as E
+    from mechrepro.techniques.graph import Graph
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or best_device()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = load_model(args.model, models_dir=args.models_dir, device=device)
+    clean, corrupted, io, s = (x.to(device) for x in patching_prompts(model.tokenizer, args.prompts))
+    rows = torch.arange(len(clean), device=device)
+    pairs = E.Pairs(clean, corrupted, lambda logits: logits[rows, -1, io] - logits[rows, -1, s])
+    graph = Graph.of(model)
+
+    def fwd_bwd():
+        model(clean)[rows, -1, io].sum().backward()
+        model.zero_grad(set_to_none=True)
+    sides = {"exact (batched)": lambda: E.exact_scores(model, graph, pairs),
+             "exact (naive loop)": lambda: naive_exact_scores(model, graph, pairs),
+             "EAP": lambda: E.eap_scores(model, graph, pairs),
+             f"EAP-IG (m={args.ig_steps})": lambda: E.eap_scores(model, graph, pairs, ig_steps=args.ig_steps),
+             "1 forward + backward": fwd_bwd}
+    for fn in sides.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    results = {}
+    for _ in range(args.repeats):  # interleaved, so a noisy moment hits every side alike
+        for name, fn in sides.items():
+            results[name], t = _timed(fn, device)
+            times[name].append(t)
+    diff = float((results["exact (batched)"].cpu() - results["exact (naive loop)"].cpu()).abs().max())
+    print(f"edge benchmark: {args.model} on {device} ({torch.get_num_threads()} CPU threads), {graph.n_edges} edges, "
+          f"{len(clean)} prompts x {clean.shape[1]} tokens, {args.repeats} interleaved repeats")
+    print(f"{'side':<24} {'min s':>8} {'median s':>9} {'max s':>8}")
+    med = {}
+    for name, ts in times.items():
+        lo, med[name], hi = _stats(ts)
+        print(f"{name:<24} {lo:>8.3f} {med[name]:>9.3f} {hi:>8.3f}")
+    ig = f"EAP-IG (m={args.ig_steps})"
+    print(f"exact: batched is {med['exact (naive loop)'] / med['exact (batched)']:.1f}x the naive loop (ratio of "
+          f"medians); max |diff| {diff:.2e}")
+    print(f"EAP costs {med['EAP'] / med['1 forward + backward']:.1f} and EAP-IG {med[ig] / med['1 forward + backward']:.1f}"
+          " plain forward+backward passes (ratio of medians)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mechrepro.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -195,6 +281,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--skip-reference", action="store_true", help="skip TransformerLens (hours for GPT-2 on a CPU)")
     p.set_defaults(func=_patching)
+    e = sub.add_parser("edges", help="edge scoring: batched exact vs a naive per-edge loop; EAP, EAP-IG")
+    e.add_argument("--model", default="toy-lm")
+    e.add_argument("--prompts", type=int, default=64)
+    e.add_argument("--ig-steps", type=int, default=5)
+    e.add_argument("--repeats", type=int, default=5)
+    e.add_argument("--models-dir", default="results/toy/models", help="where toy models were trained")
+    e.add_argument("--device", default=None, help="cpu or cuda (default: cuda if visible)")
+    e.add_argument("--threads", type=int, default=0)
+    e.set_defaults(func=_edges)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -167,3 +167,17 @@ def report_benchmarks(wildcards):
     return [f"results/{SCALE}/benchmarks/{wildcards.slug}_*.tsv", f"results/{SCALE}/benchmarks/corpus_*.tsv"] + [
         f"results/{SCALE}/benchmarks/train_{m}.tsv" for m in toy
     ]
+
+
+# Edge-level circuit discovery (workflow/rules/discovery.smk) runs on the tasks of these replications.
+DISCOVERY_SLUGS = ["ioi", "greater_than"]
+
+
+def discovery_model_files(wildcards):
+    """The trained files of the model the ``{slug}`` task runs on (none for a pretrained one)."""
+    return toy_model_files([CFG[wildcards.slug]["model"]])
+
+
+def discovery_section(wildcards):
+    """The ``{slug}`` task's config section (its prompts and model)."""
+    return CFG[wildcards.slug]

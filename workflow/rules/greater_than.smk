@@ -36,6 +36,7 @@ rule greater_than_analysis:
 rule greater_than_metrics:
     input:
         summary="results/{scale}/greater_than/analysis/summary.json",
+        discovery="results/{scale}/greater_than/discovery/summary.json",
     output:
         metrics="results/{scale}/greater_than/metrics.json",
     log:

@@ -36,6 +36,7 @@ rule ioi_analysis:
 rule ioi_metrics:
     input:
         summary="results/{scale}/ioi/analysis/summary.json",
+        discovery="results/{scale}/ioi/discovery/summary.json",
     output:
         metrics="results/{scale}/ioi/metrics.json",
     log:

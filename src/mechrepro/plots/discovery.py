@@ -54,7 +54,8 @@ def _positions(n_layers: int, n_heads: int) -> dict[tuple, tuple[float, float]]:
 
 
 def edge_circuit(edges: pd.DataFrame, score: str, n_layers: int, n_heads: int, title: str, path) -> None:
-    """The circuit's edges (``in_circuit``) between node positions; width ~ |score|, red positive, blue negative.
+    """The circuit's edges (``in_circuit``) between node positions; width ~ |score|; red where the edge's clean
+    signal raises the metric (patching it from the corrupted run lowers it), blue where it lowers it.
     Edges into a head's q, k or v input end at the head, marked by line style (q solid, k dashed, v dotted)."""
     pos = _positions(n_layers, n_heads)
     part = edges[edges["in_circuit"].astype(bool)]
@@ -67,9 +68,9 @@ def edge_circuit(edges: pd.DataFrame, score: str, n_layers: int, n_heads: int, t
             ("mlp", r.dst_layer, -1) if r.dst_kind == "mlp" else ("head", r.dst_layer, r.dst_head))
         used |= {src, dst}
         (x0, y0), (x1, y1) = pos[src], pos[dst]
-        s = getattr(r, score)
+        s = getattr(r, score)  # m(edge patched) - m(clean): negative where the edge's clean signal raises the metric
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(
-            arrowstyle="-|>", lw=0.4 + 3.5 * abs(s) / top, color="#d62728" if s > 0 else "#1f77b4", alpha=0.75,
+            arrowstyle="-|>", lw=0.4 + 3.5 * abs(s) / top, color="#d62728" if s < 0 else "#1f77b4", alpha=0.75,
             ls={"k": "--", "v": ":"}.get(r.dst_kind, "-"), shrinkA=6, shrinkB=6))
     for key, (x, y) in pos.items():
         kind, la, h = key
@@ -83,6 +84,6 @@ def edge_circuit(edges: pd.DataFrame, score: str, n_layers: int, n_heads: int, t
     ax.set_xlim(-1, n_heads + 0.6)
     ax.set_ylim(-0.8, 2 * n_layers + 1.8)
     ax.axis("off")
-    ax.set_title(f"{title}\n{len(part)} edges (red raises the metric, blue lowers it; into q solid, k dashed, "
-                 "v dotted)", fontsize=9)
+    ax.set_title(f"{title}\n{len(part)} edges (red: its clean signal raises the metric, blue: lowers it; "
+                 "into q solid, k dashed, v dotted)", fontsize=9)
     save(fig, path)
