@@ -99,3 +99,16 @@ def test_discovery_needs_prompts_and_a_supported_model():
     bad = Pairs(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long), lambda x: x[:, -1, 0])
     with pytest.raises(ValueError, match="differ in shape"):
         D.discover(model, [bad], D.DiscoveryConfig(n_random=0, n_bootstrap=0))
+
+
+def test_overlap_with_the_paper_circuits_counts_heads_and_mlps():
+    from mechrepro.tasks.edge_discovery import paper_overlap
+
+    class Found:  # a discovered circuit touching one of Wang et al.'s name movers, another head and an MLP
+        def circuit_nodes(self):
+            return [Node(HEAD, 9, 9), Node(HEAD, 3, 3), Node("mlp", 9)]
+    ioi = paper_overlap(Found(), "ioi")  # Wang et al.'s circuit: 26 heads, no MLP
+    assert ioi["overlap.precision.heads"] == 0.5 and ioi["overlap.recall.heads"] == 1 / 26
+    assert ioi["overlap.precision.mlps"] == 0.0 and ioi["overlap.recall.mlps"] is None
+    gt = paper_overlap(Found(), "greater_than")  # Hanna et al.: MLPs 0-3 and 8-11 among 18 parts
+    assert gt["overlap.precision.mlps"] == 1.0 and gt["overlap.recall.mlps"] == 1 / 8

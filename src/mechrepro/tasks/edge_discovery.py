@@ -11,9 +11,13 @@ import torch
 from transformer_lens import HookedTransformer
 
 from mechrepro.tasks.greater_than import GreaterThanConfig, _prob_diff, year_dataset
+from mechrepro.tasks.greater_than_circuit import PAPER_CIRCUIT as GT_CIRCUIT
+from mechrepro.tasks.ioi import PAPER_CIRCUIT as IOI_CIRCUIT
 from mechrepro.tasks.ioi import IOIConfig, group_prompts, ioi_dataset
+from mechrepro.techniques.circuits import Circuit, overlap
 from mechrepro.techniques.discovery import Discovery, DiscoveryConfig, discover
 from mechrepro.techniques.edges import Pairs
+from mechrepro.techniques.path_patching import MLP
 
 TASKS = ("ioi", "greater_than")
 
@@ -59,5 +63,19 @@ def run(model: HookedTransformer, task: str, section: dict, discovery: dict) -> 
         sets = ioi_pairs(model, IOIConfig.from_config(section))
     else:
         sets = greater_than_pairs(model, GreaterThanConfig.from_config(section))
-    return discover(model, sets, dcfg, log=lambda s: print(f"[{task}] {s}", flush=True))
+    found = discover(model, sets, dcfg, log=lambda s: print(f"[{task}] {s}", flush=True))
+    if (model.cfg.n_layers, model.cfg.n_heads) == (12, 12):  # the paper's circuit names GPT-2 small's heads
+        found.summary.update(paper_overlap(found, task))
+    return found
+
+
+def paper_overlap(found: Discovery, task: str) -> dict:
+    """Precision and recall of the discovered circuit's heads and MLPs against the paper's circuit (Wang et al.
+    2022 Fig. 2; Hanna et al. 2023 Fig. 5), keys ``overlap.precision.heads`` ... (None where a set is empty)."""
+    paper = IOI_CIRCUIT if task == "ioi" else GT_CIRCUIT
+    parts = tuple((n.layer, MLP if n.kind == "mlp" else n.head) for n in found.circuit_nodes())
+    ours = Circuit({"found": parts}, {"found": "end"})
+    reference = Circuit({"all": tuple(paper.parts)}, {"all": "end"})
+    return {f"overlap.{k}": v for k, v in overlap(ours, reference, roles=None).items()
+            if k.split(".")[1] in ("heads", "mlps")} | {"overlap.paper_parts": len(paper.parts)}
 
