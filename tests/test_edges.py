@@ -153,3 +153,18 @@ def test_bad_inputs_are_named_before_any_compute():
                                   n_key_value_heads=2)
     with pytest.raises(ValueError, match="grouped-query attention"):
         Graph.of(HookedTransformer(gqa, move_to_device=False))
+
+
+def test_reading_only_the_answer_position_changes_no_score():
+    """``answer_pos`` unembeds one position per prompt; scores and circuit metrics are those of the full logits."""
+    m = _mlp_model(seed=6)
+    graph, full = Graph.of(m), _pairs(m, seed=6)
+    at = E.Pairs(full.clean, full.corrupted, full.metric, answer_pos=torch.full((3,), full.clean.shape[1] - 1))
+    for scorer in (E.exact_scores, E.eap_scores):
+        assert torch.allclose(scorer(m, graph, at), scorer(m, graph, full), atol=1e-6)
+    # a prompt-specific position: shift one prompt's answer one step earlier, against the full-logits reading
+    pos = torch.tensor([6, 5, 6])
+    rows = torch.arange(3)
+    shifted = E.Pairs(full.clean, full.corrupted, lambda lg: lg[:, -1, 3] - lg[:, -1, 5], answer_pos=pos)
+    by_hand = E.Pairs(full.clean, full.corrupted, lambda lg: lg[rows, pos, 3] - lg[rows, pos, 5])
+    assert torch.allclose(E.exact_scores(m, graph, shifted), E.exact_scores(m, graph, by_hand), atol=1e-6)

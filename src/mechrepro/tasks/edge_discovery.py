@@ -36,21 +36,20 @@ def ioi_pairs(model: HookedTransformer, cfg: IOIConfig) -> list[Pairs]:
     end = torch.cat([torch.full((len(g.io),), g.positions["end"]) for g in groups])
     io, s = torch.cat([g.io for g in groups]), torch.cat([g.s for g in groups])
 
-    def metric(logits):
+    def metric(logits):  # logits [prompt 1 vocab] at each prompt's END (answer_pos)
         rows = torch.arange(len(io), device=logits.device)
-        at = logits[rows, end.to(logits.device)]  # [prompt vocab] at each prompt's END
-        return at[rows, io.to(logits.device)] - at[rows, s.to(logits.device)]
+        return logits[rows, -1, io.to(logits.device)] - logits[rows, -1, s.to(logits.device)]
     return [Pairs(torch.cat([padded(g.clean) for g in groups]), torch.cat([padded(g.corrupted) for g in groups]),
-                  metric)]
+                  metric, answer_pos=end)]
 
 
 def greater_than_pairs(model: HookedTransformer, cfg: GreaterThanConfig) -> list[Pairs]:
     """The year prompts and their 01 counterparts; metric: each prompt's probability difference."""
     ds = year_dataset(model.tokenizer, cfg)
 
-    def metric(logits):
+    def metric(logits):  # logits [prompt 1 vocab] at the last position (answer_pos)
         return _prob_diff(ds.probs(logits), ds.start_yy.to(logits.device))
-    return [Pairs(ds.clean, ds.corrupted, metric)]
+    return [Pairs(ds.clean, ds.corrupted, metric, answer_pos=torch.full((len(ds.clean),), ds.clean.shape[1] - 1))]
 
 
 def run(model: HookedTransformer, task: str, section: dict, discovery: dict) -> Discovery:

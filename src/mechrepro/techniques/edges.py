@@ -27,7 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from mechrepro.techniques.engine import check_tokens, default_memory_budget
+from mechrepro.techniques.engine import check_tokens, default_memory_budget, final_logits
 from mechrepro.techniques.graph import (
     HEAD,
     INPUT,
@@ -51,6 +51,18 @@ class Pairs:
     clean: Tensor  # [batch pos]
     corrupted: Tensor  # [batch pos]
     metric: PerPrompt
+    # the one position per prompt that the metric reads [batch]: only there is the residual stream unembedded, and
+    # the metric then gets logits [batch 1 vocab]; None: every position (logits [batch pos vocab])
+    answer_pos: Tensor | None = None
+
+
+def pair_logits(model: HookedTransformer, pairs: Pairs, resid: Tensor, n: int = 1) -> Tensor:
+    """Logits of the final residual stream ``resid`` [n*batch pos d_model] of ``n`` stacked variants: at each
+    prompt's ``answer_pos`` alone when it is set (a large vocabulary makes the unembedding the costliest step)."""
+    if pairs.answer_pos is not None:
+        pos = pairs.answer_pos.to(resid.device).repeat(n)
+        resid = resid[torch.arange(resid.shape[0], device=resid.device), pos][:, None]
+    return final_logits(model, resid, last_only=False)
 
 
 def check_pairs(model: HookedTransformer, pairs: Pairs) -> None:
@@ -59,10 +71,11 @@ def check_pairs(model: HookedTransformer, pairs: Pairs) -> None:
 
 @torch.inference_mode()
 def outputs(model: HookedTransformer, tokens: Tensor) -> tuple[Tensor, Float[Tensor, "node batch pos d_model"]]:
-    """(logits, every node's output) of one run."""
+    """(the final residual stream, every node's output) of one run."""
     names = set(output_hook_names(model))
-    logits, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=lambda n: n in names)
-    return logits, node_outputs(model, cache)
+    resid, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=lambda n: n in names,
+                                        stop_at_layer=model.cfg.n_layers)
+    return resid, node_outputs(model, cache)
 
 
 def ablation_source(corrupted_outputs: Tensor, ablation: str) -> Tensor:
@@ -127,10 +140,11 @@ def run_with_edges_removed(model: HookedTransformer, graph: Graph, pairs: Pairs,
                 diff[:start_node] = (source[:start_node] - clean_outputs[:start_node].to(c.device))[:, None]
             with model.hooks(fwd_hooks=_mixing_hooks(model, graph, r, diff, source, start_layer)):
                 if resid0 is None:
-                    logits = model(tokens.repeat(r.shape[0], 1))
+                    resid = model(tokens.repeat(r.shape[0], 1), stop_at_layer=c.n_layers)
                 else:
-                    logits = model(resid0.repeat(r.shape[0], 1, 1), start_at_layer=start_layer,
-                                   tokens=tokens.repeat(r.shape[0], 1))
+                    resid = model(resid0.repeat(r.shape[0], 1, 1), start_at_layer=start_layer,
+                                  stop_at_layer=c.n_layers, tokens=tokens.repeat(r.shape[0], 1))
+            logits = pair_logits(model, pairs, resid, r.shape[0])
             logits = logits.view(r.shape[0], batch, *logits.shape[1:])
             out[lo:lo + r.shape[0]] = torch.stack([pairs.metric(v) for v in logits])
     if not torch.isfinite(out).all():
@@ -179,10 +193,21 @@ def _mixing_hooks(model: HookedTransformer, graph: Graph, r: Tensor, diff: Tenso
             int(name.split(".")[1]), HEAD if name.endswith("hook_z") else MLP)
         if key[0] >= start_layer or (key[0] < 0 and start_layer == 0):
             hooks.append((name, record(slices[key])))
+    split_layers = set()
     for name, layer, kind, dests in dest_groups(graph):
         if layer >= start_layer and bool(r[:, dests].any()):
             hooks.append((name, inject(layer, kind, dests)))
-    return hooks
+            if kind in ("q", "k", "v"):
+                split_layers.add(layer)
+
+    # Per-head q/k/v inputs (TransformerLens's use_split_qkv_input) cost a LayerNorm and a projection per head:
+    # switched on only in the blocks where a variant changes one (the flag is read after each block's hook_resid_pre;
+    # split_inputs restores it after the run).
+    def split_switch(layer: int):
+        def hook(act, hook):
+            model.cfg.use_split_qkv_input = layer in split_layers
+        return hook
+    return [(f"blocks.{la}.hook_resid_pre", split_switch(la)) for la in range(start_layer, graph.n_layers)] + hooks
 
 
 def exact_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ablation: str = "patching",
@@ -190,10 +215,10 @@ def exact_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ablation:
     """Per prompt, m(edge alone removed) - m(clean), for every edge; batched, and each destination layer's edges
     start from the clean residual stream at that layer (earlier layers are unchanged by such a patch)."""
     check_pairs(model, pairs)
-    clean_logits, clean_out = outputs(model, pairs.clean)
+    clean_resid, clean_out = outputs(model, pairs.clean)
     _, corr_out = outputs(model, pairs.corrupted)
     with torch.inference_mode():
-        base = pairs.metric(clean_logits).cpu()
+        base = pairs.metric(pair_logits(model, pairs, clean_resid)).cpu()
     source = ablation_source(corr_out, ablation)
     e_idx = graph.edge_index  # [edge 2] (dest, node)
     dest_layer = torch.tensor([graph.dests[d].layer for d in e_idx[:, 0].tolist()])
@@ -238,16 +263,20 @@ def eap_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ig_steps: i
             return x.detach().requires_grad_(True)
         with torch.enable_grad(), split_inputs(model), model.hooks(
                 fwd_hooks=[("blocks.0.hook_resid_pre", leaf)], bwd_hooks=[(name, keep_grad(d)) for name, _, _, d in groups]):
-            value = pairs.metric(model(tokens))
+            value = pairs.metric(pair_logits(model, pairs, model(tokens, stop_at_layer=c.n_layers)))
             if not torch.isfinite(value).all():
                 raise ValueError("EAP: the metric of the clean run is NaN or inf")
             value.sum().backward()  # prompts are independent: row b of each gradient is prompt b's own
         model.zero_grad(set_to_none=True)
     grads /= len(steps)
     e_idx = graph.edge_index.to(c.device)
-    # [batch edge]: sum over positions and d_model of delta[node] * grad[dest]
-    per = torch.einsum("ebpd,ebpd->be", delta[e_idx[:, 1]], grads[e_idx[:, 0]])
-    return per.detach().cpu()
+    # [batch dest node]: per prompt, every destination's gradient against every node's difference, summed over
+    # positions and d_model (one matmul per prompt; gathering per edge first would materialise edges x pos x d_model)
+    b, p = tokens.shape
+    g = grads.permute(1, 0, 2, 3).reshape(b, len(graph.dests), p * c.d_model)
+    dl = delta.permute(1, 0, 2, 3).reshape(b, len(graph.nodes), p * c.d_model)
+    per = torch.bmm(g, dl.transpose(1, 2))
+    return per[:, e_idx[:, 0], e_idx[:, 1]].detach().cpu()
 
 
 SCORERS = {"exact": exact_scores, "eap": eap_scores}
