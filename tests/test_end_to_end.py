@@ -1,5 +1,6 @@
 """End to end: the ci scale through Snakemake in a temporary directory (minutes on 2 cores), killed once
-mid-training and completed by rerunning the same command; its reports opened in a headless Chromium."""
+mid-training and completed by rerunning the same command; its corpora, the models the kill interrupted and every
+analysis made again in a second directory and compared byte for byte; its reports opened in a headless Chromium."""
 
 import json
 import os
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from safetensors import safe_open
 
 from conftest import copy_workflow
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CI = ("--cores", "2", "--config", "scale=ci")
 # Where the interruption happens: the longest training job of the ci scale, a quarter of the way in.
 KILLED_MODEL, KILL_AFTER_STEP = "toy-lm-ci", 300
+SLUGS = ("induction_heads", "ioi", "greater_than", "monosemanticity")
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -40,7 +43,8 @@ def _resume_step(model_dir: Path) -> int:
 def workdir(tmp_path_factory) -> Path:
     """A copy of the workflow (not of results/ or reports/), as a user's fresh checkout would have.
 
-    ``MECHREPRO_E2E_DIR`` keeps it at a known place (CI compares it with a second run through SLURM)."""
+    ``MECHREPRO_E2E_DIR`` keeps it at a known place (.ci/run compares its smallest model with the one the SLURM
+    step trains)."""
     keep = os.environ.get("MECHREPRO_E2E_DIR")
     d = Path(keep) if keep else tmp_path_factory.mktemp("e2e")
     if keep:
@@ -70,13 +74,19 @@ def ci_run(workdir) -> dict:
     # The half-written outputs are not taken as complete: the same command refuses them ...
     again = _snakemake(workdir, *CI)
     assert again.returncode != 0 and "IncompleteFilesException" in again.stderr, again.stderr[-3000:]
-    assert f"results/ci/models/{KILLED_MODEL}/" in again.stderr.split("Incomplete files:")[-1]
+    incomplete = again.stderr.split("Incomplete files:")[-1]
+    assert f"results/ci/models/{KILLED_MODEL}/" in incomplete
     # ... and after --unlock (a killed Snakemake leaves its lock), --rerun-incomplete completes the run.
     assert _snakemake(workdir, "--unlock", *CI).returncode == 0
     t0 = time.monotonic()
     final = _snakemake(workdir, *CI, "--rerun-incomplete")
     assert final.returncode == 0, final.stderr[-4000:]
-    return {"killed_at": killed_at, "rerun_s": time.monotonic() - t0, "stderr": final.stderr}
+    # Every training job the kill interrupted (the killed model and whatever trained beside it): the second_run
+    # fixture trains each again without interruption and compares the bytes.
+    interrupted = set(re.findall(r"results/ci/models/([^/\s]+)/(?:model\.safetensors|model\.json|checkpoints\.json|"
+                                  r"train_log\.csv|tokenizer\.json)", incomplete))
+    return {"killed_at": killed_at, "rerun_s": time.monotonic() - t0, "stderr": final.stderr,
+            "interrupted": interrupted}
 
 
 @pytest.mark.e2e
@@ -129,7 +139,7 @@ def test_ci_scale_end_to_end(workdir, ci_run):
     dry = _snakemake(workdir, "-n", *CI)
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
-    # Every report's provenance shows the seeds (determinism: .ci/slurm.sh reruns the scale and compares).
+    # Every report's provenance shows the seeds (determinism: the second_run tests below).
     for slug in ("induction_heads", "ioi", "greater_than", "monosemanticity"):
         seeds = json.loads((reports[0].parent / f"{slug}.provenance.json").read_text())["seeds"]
         html = (reports[0].parent / f"{slug}.html").read_text()
@@ -145,17 +155,91 @@ def result_tables(results: Path) -> dict[str, bytes]:
             if f.suffix in (".json", ".csv") and f.relative_to(results).parts[0] not in ("logs", "benchmarks")}
 
 
-@pytest.mark.e2e
-def test_ci_scale_twice_gives_identical_claims_and_tables(workdir, ci_run, tmp_path_factory):
-    """Determinism on CPU: a second run of the ci scale from scratch, in another directory and not interrupted,
-    gives byte-identical claims.json files, metrics and result tables to the first (killed and resumed) one."""
+def file_bytes(path: Path) -> bytes:
+    """A file's bytes; a safetensors file's header in a canonical key order, then its tensor bytes unchanged.
+
+    safetensors writes a file's metadata (a Rust HashMap: here a checkpoint's step and token count) in an order that
+    changes from process to process, so the same tensors and metadata can give different bytes."""
+    blob = path.read_bytes()
+    if path.suffix != ".safetensors":
+        return blob
+    n = int.from_bytes(blob[:8], "little")
+    return json.dumps(json.loads(blob[8:8 + n]), sort_keys=True).encode() + blob[8 + n:]
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (weights, resume states and checkpoints included), by relative path."""
+    return {str(f.relative_to(folder)): file_bytes(f) for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def job_counts(stderr: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table: jobs run per rule."""
+    table = stderr.split("Job stats:", 1)[-1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="session")
+def second_run(workdir, ci_run, tmp_path_factory) -> dict:
+    """Determinism on CPU, job by job rather than the whole ci scale again: in a second directory, (1) the
+    tokenizer and corpora from scratch; (2) every model the first run's SIGKILL interrupted, trained again from
+    scratch and not interrupted; the other models copied from the first run; then (3) every job between the models
+    and the claims (capability checks, probes, phase sweeps, analyses, SAEs, superposition, metrics, claims) run
+    again. The figures and reports are not made again (the old whole-scale rerun compared none of their bytes)."""
     second = copy_workflow(tmp_path_factory.mktemp("e2e-second"))
-    run = _snakemake(second, *CI)
+    first_results, results = workdir / "results/ci", second / "results/ci"
+    ci = yaml.safe_load((second / "workflow/config/ci.yaml").read_text())
+    corpora = _snakemake(second, *(f"results/ci/corpus/{c}/meta.json" for c in ci["corpus"]), *CI)
+    assert corpora.returncode == 0, corpora.stderr[-4000:]
+    # Copied after the corpora are written (with new times), so that Snakemake takes them as up to date; their
+    # capability checks are not copied: they run again.
+    retrained = sorted(ci_run["interrupted"])
+    for model in sorted(set(ci["toy_models"]) - set(retrained)):
+        shutil.copytree(first_results / "models" / model, results / "models" / model, copy_function=shutil.copy,
+                        ignore=shutil.ignore_patterns("capabilities.json"))
+    # Every JSON and CSV file the first run made (claims, metrics, summaries, tables, capability checks), and with
+    # them every job upstream of one: all but the figures and reports.
+    run = _snakemake(second, *(f"results/ci/{k}" for k in result_tables(first_results)), *CI)
     assert run.returncode == 0, run.stderr[-4000:]
-    first, again = result_tables(workdir / "results/ci"), result_tables(second / "results/ci")
+    return {"dir": second, "retrained": retrained, "jobs": job_counts(run.stderr)}
+
+
+@pytest.mark.e2e
+def test_ci_corpora_and_interrupted_models_rebuilt_are_byte_identical(workdir, ci_run, second_run):
+    """The tokenizer and both corpora made again from scratch, and every model that the first run's SIGKILL
+    interrupted (and --rerun-incomplete resumed, or restarted) trained again without interruption in another
+    directory and process: the same bytes, file by file (weights, resume state, kept checkpoints, training log)."""
+    first_results, results = workdir / "results/ci", second_run["dir"] / "results/ci"
+    assert KILLED_MODEL in second_run["retrained"]
+    assert second_run["jobs"].get("train_toy_model") == len(second_run["retrained"])
+    first_corpus, corpus = folder_bytes(first_results / "corpus"), folder_bytes(results / "corpus")
+    assert {"tokenizer.json", "lm/train.safetensors", "induction/train.safetensors"} <= set(first_corpus)
+    assert sorted(first_corpus) == sorted(corpus) and [k for k in corpus if corpus[k] != first_corpus[k]] == []
+    for model in second_run["retrained"]:
+        first, again = folder_bytes(first_results / "models" / model), folder_bytes(results / "models" / model)
+        first.pop("capabilities.json", None), again.pop("capabilities.json", None)  # compared with the tables below
+        assert {"model.safetensors", "train_log.csv", "checkpoints/resume.safetensors"} <= set(again), model
+        assert sorted(first) == sorted(again), model
+        assert [k for k in first if first[k] != again[k]] == [], model
+
+
+@pytest.mark.e2e
+def test_ci_analyses_rerun_give_identical_claims_and_tables(workdir, ci_run, second_run):
+    """Every job from the models to the claims run again in another directory (on the same model bytes): byte-
+    identical claims.json files, metrics, summaries and result tables to the first (killed and resumed) run, and
+    the same tensors (patching results, attention patterns, probes, SAE weights) too."""
+    jobs = second_run["jobs"]
+    assert {"capabilities", "induction_heads_probes", "induction_heads_phase", "induction_heads_analysis",
+            "ioi_analysis", "greater_than_analysis", "monosemanticity_superposition", "monosemanticity_planted",
+            "monosemanticity_sae", "monosemanticity_evaluate", "claims"} <= set(jobs) and jobs["claims"] == len(SLUGS)
+    assert "tokenizer" not in jobs and "corpus" not in jobs  # made by the fixture's first command
+    first_results, results = workdir / "results/ci", second_run["dir"] / "results/ci"
+    first, again = result_tables(first_results), result_tables(results)
     assert len(first) > 50 and sum(k.endswith("claims.json") for k in first) == 4
     assert sorted(first) == sorted(again)
     assert [k for k in first if first[k] != again[k]] == []
+    made = {k: v for k, v in folder_bytes(results).items() if Path(k).parts[0] not in ("logs", "benchmarks")}
+    assert sum(k.endswith(".safetensors") and not k.startswith(("corpus", "models")) for k in made) >= 8
+    assert [k for k in made if not (first_results / k).exists() or file_bytes(first_results / k) != made[k]] == []
 
 
 @pytest.mark.e2e
