@@ -199,5 +199,10 @@ done
 for rule in tokenizer corpus train_toy_model capabilities; do
   [ -d ".snakemake/slurm_logs/rule_$rule" ] || die "no SLURM log for rule $rule"
 done
+# A copy of what the cluster made, for .ci/run to compare with the same files of the end-to-end test's local run.
+if [ -n "${MECHREPRO_SLURM_RESULTS:-}" ]; then
+  rm -rf "$MECHREPRO_SLURM_RESULTS" && mkdir -p "$(dirname "$MECHREPRO_SLURM_RESULTS")"
+  cp -r results/ci "$MECHREPRO_SLURM_RESULTS"
+fi
 echo "slurm: $N_EXPECTED jobs went through sbatch ($n_rpc submissions in slurmctld's log," \
   "$n_completed COMPLETED in squeue, $n_logs job logs, $n_gpu on the fake GPU); workflow ${run_s}s, total ${SECONDS}s"
