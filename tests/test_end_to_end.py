@@ -112,6 +112,19 @@ def test_ci_scale_end_to_end(workdir, ci_run):
     gt_claims = {c["id"]: c["status"] for c in json.loads(
         (workdir / "results/ci/greater_than/claims.json").read_text())["claims"]}
     assert gt_claims["toy_circuit_is_faithful"] in ("pass", "fail") and gt_claims["probability_difference"] == "not run"
+    # Edge-level discovery at the ci scale (the tiny graph of toy-lm-ci: 110 edges), in both reports, led by it.
+    for slug, html in (("ioi", ioi_page), ("greater_than", gt_page)):
+        found = json.loads((workdir / f"results/ci/{slug}/discovery/summary.json").read_text())
+        assert found["n_edges"] == 110 and {"exact.cpr", "eap.cpr", "eap_ig.cpr", "random.cpr_high"} <= set(found)
+        assert found["eap_ig.cpr_low"] <= found["eap_ig.cpr_high"] and found["config"]["n_bootstrap"] >= 10
+        metrics = json.loads((workdir / f"results/ci/{slug}/metrics.json").read_text())
+        assert metrics["edge.eap_ig.cpr"] == found["eap_ig.cpr"]
+        assert html.index("What was found") < html.index("Provenance") < html.index("Circuit discovery over the whole")
+        assert html.count("data:image/png;base64") >= 7  # the replication's figures, the curves and the edge circuit
+    ioi_status = {c["id"]: c["status"] for c in ioi_claims["claims"]}
+    assert all(ioi_status[k] in ("pass", "fail") for k in (
+        "toy_circuit_is_small", "toy_circuit_beats_random_edges")) and ioi_status["eap_ig_edges_for_faithful_circuit"] \
+        == "not run"
     mono_page = (reports[0].parent / "monosemanticity.html").read_text()
     assert "Towards Monosemanticity" in mono_page and "toy-1l-mlp-ci" in mono_page
     assert mono_page.count("data:image/png;base64") >= 9 and "sae-context" in mono_page  # figures, token contexts
@@ -274,6 +287,8 @@ def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir, ci_r
     ioi = {c["id"]: c["status"] for c in json.loads((workdir / "results/paper/ioi/claims.json").read_text())["claims"]}
     assert ioi["logit_difference"] == ioi["paper_circuit_faithfulness"] == "not comparable"
     assert ioi["toy_circuit_is_faithful"] == "not run" and "pass" not in ioi.values()
+    assert ioi["eap_ig_edges_for_faithful_circuit"] == "not comparable"  # EAP-IG on GPT-2's 32,491 edges ran
+    assert json.loads((workdir / "results/paper/ioi/discovery/summary.json").read_text())["n_edges"] == 32491
     summary = json.loads((workdir / "results/paper/ioi/analysis/summary.json").read_text())
     assert summary["n_prompts"] == 2 and summary["n_groups"] == 2  # one template, ABBA and BABA, GPT-2 BPE
     assert "paper_circuit.faithfulness" in summary
@@ -282,6 +297,8 @@ def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir, ci_r
           json.loads((workdir / "results/paper/greater_than/claims.json").read_text())["claims"]}
     assert gt["probability_difference"] == gt["paper_circuit_faithfulness"] == gt["recall_end_heads"] == "not comparable"
     assert gt["toy_circuit_is_faithful"] == "not run" and "pass" not in gt.values()
+    assert gt["eap_ig_edges_for_faithful_circuit"] == "not comparable"
+    assert "overlap.recall.mlps" in json.loads((workdir / "results/paper/greater_than/discovery/summary.json").read_text())
     gt_summary = json.loads((workdir / "results/paper/greater_than/analysis/summary.json").read_text())
     assert gt_summary["n_prompts"] == 4 and "paper_circuit.faithfulness" in gt_summary
     assert "recall.end_heads" in gt_summary  # overlap is computed for the GPT-2-small shape

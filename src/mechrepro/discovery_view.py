@@ -82,7 +82,7 @@ class DiscoveryResults:
         return (f"Ablation: **{escape(s['ablation'])}**: {escape(s['protocol'])}. Selection: **{escape(s['selection'])}** "
                 f"(then edges into nodes with no path to the logits are pruned). EAP-IG: {s['config']['ig_steps']} "
                 f"steps. {s['n_prompts']} prompts; {s['config']['n_bootstrap']} bootstrap resamples; "
-                f"{s['config']['n_random']} random orders; {s['seconds']:.0f} s on {escape(s['device'])}.")
+                f"{s['config']['n_random']} random orders; run on {escape(s['device'])}.")
 
 
 def _edges(s: dict, m: str, level: int) -> str:

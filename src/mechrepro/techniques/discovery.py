@@ -231,8 +231,8 @@ def discover(model: HookedTransformer, sets: list[Pairs], cfg: DiscoveryConfig, 
         if {"eap", "eap_ig"} <= set(mean_scores):
             summary["eap_ig_minus_eap_pearson"] = summary["eap_ig.pearson_with_exact"] - summary["eap.pearson_with_exact"]
     edges = pd.DataFrame(graph.edge_table()).assign(**{f"score_{m}": s.numpy() for m, s in mean_scores.items()})
-    summary["seconds"] = time.perf_counter() - t0
-    log(f"[discovery {summary['seconds']:6.1f} s] done: {summary}")
+    # no wall time in the summary: results must be byte-identical run to run (the job's benchmark file has it)
+    log(f"[discovery {time.perf_counter() - t0:6.1f} s] done: {summary}")
     return Discovery(graph, cfg, edges, pd.DataFrame(rows), boot, freq, circuits[cfg.main], summary)
 
 
