@@ -168,3 +168,17 @@ def test_reading_only_the_answer_position_changes_no_score():
     shifted = E.Pairs(full.clean, full.corrupted, lambda lg: lg[:, -1, 3] - lg[:, -1, 5], answer_pos=pos)
     by_hand = E.Pairs(full.clean, full.corrupted, lambda lg: lg[rows, pos, 3] - lg[rows, pos, 5])
     assert torch.allclose(E.exact_scores(m, graph, shifted), E.exact_scores(m, graph, by_hand), atol=1e-6)
+
+
+def test_exact_scores_equal_the_general_edge_removal():
+    """exact_scores' shortcut (one addition per variant, from the destination's layer) against
+    run_with_edges_removed with that one edge removed (every node's output recorded and mixed)."""
+    m = _mlp_model(seed=8)
+    graph, pairs = Graph.of(m), _pairs(m, seed=8)
+    src = E.ablation_source(E.outputs(m, pairs.corrupted)[1], "patching")
+    removed = torch.zeros(graph.n_edges, *graph.adjacency.shape, dtype=torch.bool)
+    removed[torch.arange(graph.n_edges), graph.edge_index[:, 0], graph.edge_index[:, 1]] = True
+    with torch.no_grad():
+        base = pairs.metric(m(pairs.clean))
+    general = E.run_with_edges_removed(m, graph, pairs, removed, src) - base[None]
+    assert torch.allclose(E.exact_scores(m, graph, pairs), general.T, atol=1e-5)
