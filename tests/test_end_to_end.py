@@ -210,8 +210,10 @@ def second_run(workdir, ci_run, tmp_path_factory) -> dict:
         shutil.copytree(first_results / "models" / model, results / "models" / model, copy_function=shutil.copy,
                         ignore=shutil.ignore_patterns("capabilities.json"))
     # Every JSON and CSV file the first run made (claims, metrics, summaries, tables, capability checks), and with
-    # them every job upstream of one: all but the figures and reports.
-    run = _snakemake(second, *(f"results/ci/{k}" for k in result_tables(first_results)), *CI)
+    # them every job upstream of one: all but the figures and reports. The trainings first: they start the longest
+    # chains (toy-lm-ci -> the IOI and Greater-Than analyses), and the other jobs fill the second core meanwhile.
+    first_trainings = ["--prioritize", *(f"results/ci/models/{m}/model.json" for m in retrained)] if retrained else []
+    run = _snakemake(second, *(f"results/ci/{k}" for k in result_tables(first_results)), *CI, *first_trainings)
     assert run.returncode == 0, run.stderr[-4000:]
     return {"dir": second, "retrained": retrained, "jobs": job_counts(run.stderr)}
 
