@@ -119,7 +119,8 @@ def test_ci_scale_end_to_end(workdir, ci_run):
         assert found["eap_ig.cpr_low"] <= found["eap_ig.cpr_high"] and found["config"]["n_bootstrap"] >= 10
         metrics = json.loads((workdir / f"results/ci/{slug}/metrics.json").read_text())
         assert metrics["edge.eap_ig.cpr"] == found["eap_ig.cpr"]
-        assert html.index("What was found") < html.index("Provenance") < html.index("Circuit discovery over the whole")
+        assert html.index("What was found") < html.index("Provenance") < html.index(
+            "Circuit discovery over the whole graph (EAP")  # the section heading (the summary names it before)
         assert html.count("data:image/png;base64") >= 7  # the replication's figures, the curves and the edge circuit
     ioi_status = {c["id"]: c["status"] for c in ioi_claims["claims"]}
     assert all(ioi_status[k] in ("pass", "fail") for k in (
