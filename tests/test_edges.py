@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from mechrepro.bench import naive_exact_scores
 from mechrepro.techniques import edges as E
 from mechrepro.techniques.graph import (
     Graph,
@@ -85,35 +86,11 @@ def test_no_edge_removed_is_the_clean_model_and_every_edge_the_corrupted_one(mod
         assert torch.allclose(vals[1], pairs.metric(m(pairs.corrupted)), atol=1e-4)
 
 
-def _brute_force_exact(model, graph, pairs) -> torch.Tensor:
-    """The reference: one hooked forward pass per edge, adding (corrupted - clean output of u) to d's input."""
-    _, clean_out = E.outputs(model, pairs.clean)
-    _, corr_out = E.outputs(model, pairs.corrupted)
-    with torch.no_grad():
-        base = pairs.metric(model(pairs.clean))
-    hook_of = {d: (name, j) for name, _, _, ds in dest_groups(graph) for j, d in enumerate(ds)}
-    out = torch.empty(len(base), graph.n_edges)
-    for e, (d, u) in enumerate(graph.edge_index.tolist()):
-        name, j = hook_of[d]
-        delta = corr_out[u] - clean_out[u]
-
-        def hook(act, hook, delta=delta, j=j):
-            act = act.clone()
-            if act.ndim == 4:
-                act[:, :, j] += delta
-            else:
-                act += delta
-            return act
-        with torch.no_grad(), split_inputs(model):
-            out[:, e] = pairs.metric(model.run_with_hooks(pairs.clean, fwd_hooks=[(name, hook)])) - base
-    return out
-
-
 def test_exact_scores_equal_a_brute_force_loop():
     m = _mlp_model(seed=1)
     graph, pairs = Graph.of(m), _pairs(m, seed=1)
     fast = E.exact_scores(m, graph, pairs, memory_budget=1 << 16)  # small chunks: several per layer
-    ref = _brute_force_exact(m, graph, pairs)
+    ref = naive_exact_scores(m, graph, pairs)  # one hooked forward pass per edge (mechrepro.bench's reference)
     assert fast.shape == (3, 110)
     assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()
     assert ref.abs().max() > 1e-2  # the edges do something

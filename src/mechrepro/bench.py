@@ -135,10 +135,9 @@ def patching_prompts(tokenizer, n: int, seed: int = 0):
     return clean, corrupted, p.io[keep], p.s[keep]
 
 
-def _patching(args) -> None:
+def _model_and_prompts(args):
+    """The benchmarked model on its device (``--threads`` applied) and ``--prompts`` IOI prompts there."""
     from mechrepro.models.load import best_device, load_model
-    from mechrepro.techniques import attribution as A
-    from mechrepro.techniques import patching as P
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,8 +145,14 @@ def _patching(args) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model = load_model(args.model, models_dir=args.models_dir, device=device)
-    clean, corrupted, io, s = patching_prompts(model.tokenizer, args.prompts)
-    clean, corrupted, io, s = (x.to(device) for x in (clean, corrupted, io, s))
+    return model, device, [x.to(device) for x in patching_prompts(model.tokenizer, args.prompts)]
+
+
+def _patching(args) -> None:
+    from mechrepro.techniques import attribution as A
+    from mechrepro.techniques import patching as P
+
+    model, device, (clean, corrupted, io, s) = _model_and_prompts(args)
     rows = torch.arange(len(clean), device=device)
 
     def metric(logits):
@@ -216,17 +221,10 @@ def _stats(times: list[float]) -> tuple[float, float, float]:
 
 
 def _edges(args) -> None:
-    from mechrepro.models.load import best_device, load_model
     from mechrepro.techniques import edges as E
     from mechrepro.techniques.graph import Graph
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = args.device or best_device()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = load_model(args.model, models_dir=args.models_dir, device=device)
-    clean, corrupted, io, s = (x.to(device) for x in patching_prompts(model.tokenizer, args.prompts))
+    model, device, (clean, corrupted, io, s) = _model_and_prompts(args)
     rows = torch.arange(len(clean), device=device)
     pairs = E.Pairs(clean, corrupted, lambda logits: logits[rows, -1, io] - logits[rows, -1, s])
     graph = Graph.of(model)
