@@ -112,13 +112,9 @@ def _first_node_of_layer(graph: Graph, layer: int) -> int:
 
 @torch.no_grad()
 def run_with_edges_removed(model: HookedTransformer, graph: Graph, pairs: Pairs, removed: Tensor,
-                           source: Tensor, clean_outputs: Tensor | None = None, start_layer: int = 0,
-                           memory_budget: int | None = None) -> Float[Tensor, "variant batch"]:
+                           source: Tensor, memory_budget: int | None = None) -> Float[Tensor, "variant batch"]:
     """Per-prompt metric of the clean prompts with, in variant i, the edges ``removed[i]`` (bool [variant dest node])
-    carrying ``source`` (the ablated outputs [node batch pos d_model]) instead of the current run's outputs.
-
-    ``start_layer`` > 0 (every removed edge then ends at that layer or later) starts the variants from the clean
-    run's residual stream there (``clean_outputs`` required: the nodes before it keep their clean outputs)."""
+    carrying ``source`` (the ablated outputs [node batch pos d_model]) instead of the current run's outputs."""
     c = model.cfg
     n_var = removed.shape[0]
     if removed.shape[1:] != graph.adjacency.shape:
@@ -127,29 +123,16 @@ def run_with_edges_removed(model: HookedTransformer, graph: Graph, pairs: Pairs,
     tokens = pairs.clean.to(c.device)
     batch, n_pos = tokens.shape
     n_nodes = len(graph.nodes)
-    start_node = 0 if start_layer == 0 else _first_node_of_layer(graph, start_layer)
     per_variant = 4 * batch * n_pos * (n_nodes * c.d_model + 12 * c.d_model + 4 * c.n_heads * n_pos + c.d_vocab)
     chunk = max(1, (memory_budget or _budget(c.device)) // per_variant)
     source = source.to(c.device)
     out = torch.empty(n_var, batch, device=c.device, dtype=c.dtype)
-    resid0 = None
-    if start_layer > 0:
-        if clean_outputs is None:
-            raise ValueError("start_layer > 0 needs the clean run's node outputs")
-        # the residual stream entering start_layer: every earlier node's clean output plus the biases
-        resid0 = clean_outputs[:start_node].sum(0) + model.b_O[:start_layer].sum(0)
     with split_inputs(model):
         for lo in range(0, n_var, chunk):
             r = removed[lo:lo + chunk].to(source.dtype)  # [n dest node]
             diff = torch.zeros(n_nodes, r.shape[0], batch, n_pos, c.d_model, device=c.device, dtype=source.dtype)
-            if start_node:  # nodes before the start layer keep their clean outputs
-                diff[:start_node] = (source[:start_node] - clean_outputs[:start_node].to(c.device))[:, None]
-            with model.hooks(fwd_hooks=_mixing_hooks(model, graph, r, diff, source, start_layer)):
-                if resid0 is None:
-                    resid = model(tokens.repeat(r.shape[0], 1), stop_at_layer=c.n_layers)
-                else:
-                    resid = model(resid0.repeat(r.shape[0], 1, 1), start_at_layer=start_layer,
-                                  stop_at_layer=c.n_layers, tokens=tokens.repeat(r.shape[0], 1))
+            with model.hooks(fwd_hooks=_mixing_hooks(model, graph, r, diff, source)):
+                resid = model(tokens.repeat(r.shape[0], 1), stop_at_layer=c.n_layers)
             logits = pair_logits(model, pairs, resid, r.shape[0])
             logits = logits.view(r.shape[0], batch, *logits.shape[1:])
             out[lo:lo + r.shape[0]] = torch.stack([pairs.metric(v) for v in logits])
@@ -158,8 +141,7 @@ def run_with_edges_removed(model: HookedTransformer, graph: Graph, pairs: Pairs,
     return out.cpu()
 
 
-def _mixing_hooks(model: HookedTransformer, graph: Graph, r: Tensor, diff: Tensor, source: Tensor,
-                  start_layer: int) -> list:
+def _mixing_hooks(model: HookedTransformer, graph: Graph, r: Tensor, diff: Tensor, source: Tensor) -> list:
     """Forward hooks for :func:`run_with_edges_removed` on ``n`` stacked variants: each node's output hook records
     ``diff`` = source - current output [node n batch pos d_model]; each destination hook adds, per variant, the
     ``diff`` of the nodes whose edge into it is removed (``r`` [n dest node])."""
@@ -197,11 +179,10 @@ def _mixing_hooks(model: HookedTransformer, graph: Graph, r: Tensor, diff: Tenso
     for name in output_hook_names(model):
         key = (-1, INPUT) if name == "blocks.0.hook_resid_pre" else (
             int(name.split(".")[1]), HEAD if name.endswith("hook_z") else MLP)
-        if key[0] >= start_layer or (key[0] < 0 and start_layer == 0):
-            hooks.append((name, record(slices[key])))
+        hooks.append((name, record(slices[key])))
     split_layers = set()
     for name, layer, kind, dests in dest_groups(graph):
-        if layer >= start_layer and bool(r[:, dests].any()):
+        if bool(r[:, dests].any()):
             hooks.append((name, inject(layer, kind, dests)))
             if kind in ("q", "k", "v"):
                 split_layers.add(layer)
@@ -213,7 +194,7 @@ def _mixing_hooks(model: HookedTransformer, graph: Graph, r: Tensor, diff: Tenso
         def hook(act, hook):
             model.cfg.use_split_qkv_input = layer in split_layers
         return hook
-    return [(f"blocks.{la}.hook_resid_pre", split_switch(la)) for la in range(start_layer, graph.n_layers)] + hooks
+    return [(f"blocks.{la}.hook_resid_pre", split_switch(la)) for la in range(graph.n_layers)] + hooks
 
 
 def exact_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ablation: str = "patching",
@@ -337,8 +318,6 @@ def eap_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ig_steps: i
     per = torch.bmm(g, dl.transpose(1, 2))
     return per[:, e_idx[:, 0], e_idx[:, 1]].detach().cpu()
 
-
-SCORERS = {"exact": exact_scores, "eap": eap_scores}
 
 
 def score_edges(model: HookedTransformer, graph: Graph, pairs: Pairs, method: str, ig_steps: int = 5
