@@ -187,7 +187,7 @@ def discover(model: HookedTransformer, sets: list[Pairs], cfg: DiscoveryConfig, 
     per_prompt: dict[str, Tensor] = {}
     for method in cfg.methods:
         t = time.perf_counter()
-        per_prompt[method] = torch.cat([score_edges(model, graph, p, method, cfg.ig_steps) for p in sets])
+        per_prompt[method] = torch.cat([score_edges(model, graph, p, method, cfg.ig_steps, cfg.ablation) for p in sets])
         log(f"[discovery {time.perf_counter() - t0:6.1f} s] {method}: {graph.n_edges} edges scored in "
             f"{time.perf_counter() - t:.2f} s")
     mean_scores = {m: s.double().mean(0) for m, s in per_prompt.items()}

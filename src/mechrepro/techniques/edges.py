@@ -274,16 +274,21 @@ def _add_at(dest_of: Tensor, dests: list[int], add: Tensor, n: int):
     return hook
 
 
-def eap_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ig_steps: int | None = None
-               ) -> Float[Tensor, "batch edge"]:
+def eap_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ig_steps: int | None = None,
+               ablation: str = "patching") -> Float[Tensor, "batch edge"]:
     """EAP (``ig_steps`` None) or EAP-IG with ``ig_steps`` interpolation steps: per prompt, per edge u -> d,
-    (corrupted - clean output of u) . mean gradient of the metric at d's input."""
+    (ablated - clean output of u) . mean gradient of the metric at d's input.
+
+    The ablated output is :func:`ablation_source` of the corrupted run's (patching: the corrupted output itself;
+    mean: its mean over prompts; zero: zero); EAP-IG interpolates the input embedding from its ablated value to the
+    clean one."""
     if ig_steps is not None and (not isinstance(ig_steps, int) or ig_steps < 1):
         raise ValueError(f"EAP-IG needs ig_steps >= 1 (an integer), got {ig_steps!r}")
     check_pairs(model, pairs)
     c = model.cfg
     _, clean_out = outputs(model, pairs.clean)
     _, corr_out = outputs(model, pairs.corrupted)
+    corr_out = ablation_source(corr_out, ablation)
     delta = corr_out - clean_out  # [node batch pos d_model]
     tokens = pairs.clean.to(c.device)
     grads = torch.zeros(len(graph.dests), *tokens.shape, c.d_model, device=c.device, dtype=c.dtype)
@@ -320,15 +325,15 @@ def eap_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ig_steps: i
 
 
 
-def score_edges(model: HookedTransformer, graph: Graph, pairs: Pairs, method: str, ig_steps: int = 5
-                ) -> Float[Tensor, "batch edge"]:
-    """Per-prompt edge scores by ``method``: exact, eap or eap_ig."""
+def score_edges(model: HookedTransformer, graph: Graph, pairs: Pairs, method: str, ig_steps: int = 5,
+                ablation: str = "patching") -> Float[Tensor, "batch edge"]:
+    """Per-prompt edge scores by ``method``: exact, eap or eap_ig, each under ``ablation``."""
     if method == "exact":
-        return exact_scores(model, graph, pairs)
+        return exact_scores(model, graph, pairs, ablation=ablation)
     if method == "eap":
-        return eap_scores(model, graph, pairs)
+        return eap_scores(model, graph, pairs, ablation=ablation)
     if method == "eap_ig":
-        return eap_scores(model, graph, pairs, ig_steps=ig_steps)
+        return eap_scores(model, graph, pairs, ig_steps=ig_steps, ablation=ablation)
     raise ValueError(f"unknown method {method!r}; known: exact, eap, eap_ig (and random, a baseline)")
 
 
