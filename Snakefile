@@ -1,4 +1,4 @@
-"""mechrepro: four mechanistic-interpretability papers reproduced as one Snakemake DAG.
+"""mechrepro: mechanistic-interpretability papers reproduced as one Snakemake DAG (the replications: replications/*/).
 
     snakemake --cores all                                   # toy scale (default)
     snakemake --cores 2 --config scale=ci                   # the CI subset
@@ -16,11 +16,15 @@ min_version("9.0")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
-include: "workflow/rules/induction_heads.smk"
-include: "workflow/rules/ioi.smk"
-include: "workflow/rules/greater_than.smk"
 include: "workflow/rules/discovery.smk"
-include: "workflow/rules/monosemanticity.smk"
+
+
+# Each replication's own rules (its declaration, replications/<slug>/replication.yaml, names the file).
+for _rep in REGISTRY.values():
+
+    include: _rep.rules
+
+
 include: "workflow/rules/reports.smk"
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mechrepro.config import ConfigError, resolve, validate_config
+from mechrepro.config import ConfigError, load_schema, resolve, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "workflow/schemas/config.schema.yaml"
-SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
+SCHEMA = load_schema(SCHEMA_PATH)  # with each replication's section (replications/<slug>/replication.yaml)
 SCALES = ("toy", "ci", "paper")
 
 

@@ -45,9 +45,23 @@ def _describe(err: jsonschema.ValidationError) -> str:
 _CLI_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
+def load_schema(schema_path: str | Path) -> dict:
+    """The config schema: ``schema_path`` with each replication's section (its declaration's ``config_schema``,
+    :mod:`mechrepro.replications`) added as a required property."""
+    from mechrepro import replications
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    for rep in replications.load().values():
+        if rep.section in schema["properties"]:
+            raise ConfigError(f"config section {rep.section!r} of replication {rep.slug!r} is also in {schema_path}")
+        schema["properties"][rep.section] = rep.config_schema
+        schema["required"].append(rep.section)
+    return schema
+
+
 @functools.lru_cache(maxsize=4)
 def _validator(schema_path: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(yaml.safe_load(Path(schema_path).read_text()))
+    return jsonschema.Draft202012Validator(load_schema(schema_path))
 
 
 def _coerce(value: Any, node: dict) -> Any:
@@ -125,9 +139,10 @@ def _check_layers(key: str, model: str, layers: list[int]) -> None:
 def resolve(config: dict) -> dict:
     """The effective config: ``smoke_config`` merged in when ``smoke`` is true, bookkeeping keys dropped.
 
-    Also checks what the schema cannot: smoke only at the paper scale, every model name registered,
-    ICL token indices inside the context.
+    Also checks what the schema cannot: smoke only at the paper scale, every model name registered (the models of
+    every replication: the config keys its declaration names), ICL token indices inside the context.
     """
+    from mechrepro import replications
     from mechrepro.models.registry import REGISTRY
 
     cfg = dict(config)
@@ -138,21 +153,13 @@ def resolve(config: dict) -> dict:
         cfg = _deep_merge(cfg, over)
     cfg["smoke"] = bool(smoke)
     ih, caps = cfg["induction_heads"], cfg["capabilities"]
-    names = {"toy_models": cfg["toy_models"], "induction_heads.phase_models": ih["phase_models"],
-             "induction_heads.main_model": [ih["main_model"]], "capabilities.models": caps["models"],
-             "capabilities.required": list(caps["required"]), "ioi.model": [cfg["ioi"]["model"]],
-             "greater_than.model": [cfg["greater_than"]["model"]],
-             "monosemanticity.model": [cfg["monosemanticity"]["model"]],
-             "monosemanticity.pretrained.model": [cfg["monosemanticity"]["pretrained"]["model"]]
-             if "pretrained" in cfg["monosemanticity"] else []}
+    used = {"capabilities.models": caps["models"], **replications.model_keys(cfg)}
+    names = {"toy_models": cfg["toy_models"], "capabilities.required": list(caps["required"]), **used}
     for key, models in names.items():
         for m in models:
             if m not in REGISTRY:
                 raise ConfigError(f"config key '{key}': unknown model {m!r}; registered: {', '.join(sorted(REGISTRY))}")
-    for key, models in (("induction_heads", ih["phase_models"] + [ih["main_model"]]),
-                        ("capabilities", caps["models"]), ("ioi.model", [cfg["ioi"]["model"]]),
-                        ("greater_than.model", [cfg["greater_than"]["model"]]),
-                        ("monosemanticity.model", [cfg["monosemanticity"]["model"]])):
+    for key, models in used.items():
         for m in models:
             if REGISTRY[m].kind == "toy" and m not in cfg["toy_models"]:
                 raise ConfigError(f"config key '{key}': toy model {m!r} is not in toy_models")

@@ -49,15 +49,12 @@ def sae_release_repo(release: str) -> str:
 
 def requirements(cfg: dict) -> list[HubRepo]:
     """Every hub repository a resolved config needs (none at the toy and ci scales, nor in a smoke run)."""
+    from mechrepro import replications
     from mechrepro.models.registry import REGISTRY
 
-    models = {("induction_heads.main_model", cfg["induction_heads"]["main_model"]),
-              ("ioi.model", cfg["ioi"]["model"]), ("greater_than.model", cfg["greater_than"]["model"]),
-              ("monosemanticity.model", cfg["monosemanticity"]["model"]),
-              *(("capabilities.models", m) for m in cfg["capabilities"]["models"])}
+    models = {("capabilities.models", m) for m in cfg["capabilities"]["models"]}
+    models |= {(key, m) for key, names in replications.model_keys(cfg).items() for m in names}
     mono = cfg["monosemanticity"]
-    if "pretrained" in mono:
-        models.add(("monosemanticity.pretrained.model", mono["pretrained"]["model"]))
     out: dict[str, HubRepo] = {}
     for key, name in sorted(models):
         for repo in getattr(REGISTRY[name], "hub_repos", ()):

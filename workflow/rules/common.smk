@@ -17,6 +17,7 @@ envvars:
     "PYTHONPATH",
 
 
+from mechrepro import replications
 from mechrepro.config import ConfigError, check_scale, coerce_cli_values, config_hash, resolve, validate_config
 from mechrepro.models.registry import get_spec
 from mechrepro.provenance import report_version
@@ -46,7 +47,9 @@ if SCALE == "paper" and not CFG["smoke"]:
     if _missing := missing(CFG):
         raise WorkflowError(explain(_missing))
 
-SLUGS = ["induction_heads", "ioi", "greater_than", "monosemanticity"]
+# The replications, each declared once in replications/<slug>/replication.yaml (src/mechrepro/replications.py).
+REGISTRY = replications.load()
+SLUGS = list(REGISTRY)
 CAPABILITY_MODELS = CFG["capabilities"]["models"]
 CONFIG_HASH = config_hash(CFG)
 VERSION = report_version(workflow.basedir, CONFIG_HASH)
@@ -144,9 +147,24 @@ def toy_model_files(names):
     return [f"{MODELS_DIR}/{n}/model.json" for n in names if get_spec(n).kind == "toy"]
 
 
-# What each replication's report needs; filled in by workflow/rules/<slug>.smk:
-# slug -> {"figures": [paths], "models": [names], "seeds": {name: seed}}
+# What each replication's report needs, from its declaration (filled in by workflow/rules/reports.smk, once each
+# file of rules is read) -- slug -> {"figures": [paths], "models": [names], "seeds": {name: seed}}
 REPLICATIONS = {}
+
+
+def replication_seeds(rep):
+    """The config's seed, the replication's own (its declaration's ``seeds`` keys) and its models' seeds."""
+    own = {key.removesuffix(".seed"): replications.lookup(CFG, key) for key in rep.seeds}
+    return {"config": CFG["seed"], **own, **model_seeds(rep.all_models(CFG))}
+
+
+def metric_sources(wildcards):
+    """The JSON files the ``metrics`` rule flattens for ``{slug}`` (its declaration's ``metrics``)."""
+    return [f"results/{wildcards.scale}/{wildcards.slug}/{path}" for path, _ in REGISTRY[wildcards.slug].metric_files(CFG)]
+
+
+def metric_prefixes(wildcards):
+    return [prefix for _, prefix in REGISTRY[wildcards.slug].metric_files(CFG)]
 
 
 def report_figures(wildcards):
@@ -170,14 +188,14 @@ def report_benchmarks(wildcards):
 
 
 # Edge-level circuit discovery (workflow/rules/discovery.smk) runs on the tasks of these replications.
-DISCOVERY_SLUGS = ["ioi", "greater_than"]
+DISCOVERY_SLUGS = [slug for slug, rep in REGISTRY.items() if rep.discovery]
 
 
 def discovery_model_files(wildcards):
-    """The trained files of the model the ``{slug}`` task runs on (none for a pretrained one)."""
-    return toy_model_files([CFG[wildcards.slug]["model"]])
+    """The trained files of the models the ``{slug}`` task runs on (none for a pretrained one)."""
+    return toy_model_files(REGISTRY[wildcards.slug].all_models(CFG))
 
 
 def discovery_section(wildcards):
     """The ``{slug}`` task's config section (its prompts and model)."""
-    return CFG[wildcards.slug]
+    return CFG[REGISTRY[wildcards.slug].section]

@@ -12,7 +12,7 @@ rule edge_discovery:
         bootstrap="results/{scale}/{slug}/discovery/bootstrap.csv",
         summary="results/{scale}/{slug}/discovery/summary.json",
     wildcard_constraints:
-        slug="ioi|greater_than",
+        slug=_alternatives(DISCOVERY_SLUGS),
     params:
         task="{slug}",
         section=discovery_section,
@@ -42,15 +42,10 @@ rule edge_discovery_figures:
         curves=report("results/{scale}/{slug}/figures/faithfulness_curves.png", category="discovery"),
         graph=report("results/{scale}/{slug}/figures/edge_circuit.png", category="discovery"),
     wildcard_constraints:
-        slug="ioi|greater_than",
+        slug=_alternatives(DISCOVERY_SLUGS),
     log:
         "results/{scale}/logs/{slug}_edge_discovery_figures.log",
     conda:
         ENV
     script:
         "../scripts/edge_discovery_figures.py"
-
-
-# The discovery's figures go into each task's report (after the replication's own).
-for _slug in DISCOVERY_SLUGS:
-    REPLICATIONS[_slug]["figures"] += expand(list(rules.edge_discovery_figures.output), scale=SCALE, slug=_slug)

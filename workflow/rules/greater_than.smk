@@ -33,20 +33,6 @@ rule greater_than_analysis:
         "../scripts/greater_than/analysis.py"
 
 
-rule greater_than_metrics:
-    input:
-        summary="results/{scale}/greater_than/analysis/summary.json",
-        discovery="results/{scale}/greater_than/discovery/summary.json",
-    output:
-        metrics="results/{scale}/greater_than/metrics.json",
-    log:
-        "results/{scale}/logs/greater_than_metrics.log",
-    conda:
-        ENV
-    script:
-        "../scripts/summary_metrics.py"
-
-
 rule greater_than_figures:
     input:
         summary="results/{scale}/greater_than/analysis/summary.json",
@@ -65,10 +51,3 @@ rule greater_than_figures:
         ENV
     script:
         "../scripts/greater_than/figures.py"
-
-
-REPLICATIONS["greater_than"] = {
-    "figures": expand(list(rules.greater_than_figures.output), scale=SCALE),
-    "models": [GT["model"]],
-    "seeds": {"config": CFG["seed"], "greater_than": GT["seed"], **model_seeds([GT["model"]])},
-}

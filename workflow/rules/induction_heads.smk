@@ -31,6 +31,7 @@ rule induction_heads_phase:
     output:
         heads="results/{scale}/induction_heads/phase/{model}/heads.csv",
         summary="results/{scale}/induction_heads/phase/{model}/summary.csv",
+        metrics="results/{scale}/induction_heads/phase/{model}/summary.json",
     params:
         section=IH,
         models_dir=models_dir,
@@ -79,23 +80,6 @@ rule induction_heads_analysis:
         "../scripts/induction_heads/analysis.py"
 
 
-rule induction_heads_metrics:
-    input:
-        analysis="results/{scale}/induction_heads/analysis/summary.json",
-        phase=expand("results/{{scale}}/induction_heads/phase/{model}/summary.csv", model=IH["phase_models"]),
-    output:
-        metrics="results/{scale}/induction_heads/metrics.json",
-    params:
-        phase_models=IH["phase_models"],
-        main_model=IH["main_model"],
-    log:
-        "results/{scale}/logs/induction_heads_metrics.log",
-    conda:
-        ENV
-    script:
-        "../scripts/induction_heads/metrics.py"
-
-
 rule induction_heads_figures:
     input:
         analysis="results/{scale}/induction_heads/analysis/summary.json",
@@ -122,11 +106,3 @@ rule induction_heads_figures:
         ENV
     script:
         "../scripts/induction_heads/figures.py"
-
-
-REPLICATIONS["induction_heads"] = {
-    "figures": expand(list(rules.induction_heads_figures.output), scale=SCALE),
-    "models": sorted({*IH["phase_models"], IH["main_model"]}),
-    "seeds": {"config": CFG["seed"], "corpus": CFG["corpus"]["induction"]["seed"], "induction_heads": IH["seed"],
-              **model_seeds({*IH["phase_models"], IH["main_model"]})},
-}

@@ -33,20 +33,6 @@ rule ioi_analysis:
         "../scripts/ioi/analysis.py"
 
 
-rule ioi_metrics:
-    input:
-        summary="results/{scale}/ioi/analysis/summary.json",
-        discovery="results/{scale}/ioi/discovery/summary.json",
-    output:
-        metrics="results/{scale}/ioi/metrics.json",
-    log:
-        "results/{scale}/logs/ioi_metrics.log",
-    conda:
-        ENV
-    script:
-        "../scripts/summary_metrics.py"
-
-
 rule ioi_figures:
     input:
         summary="results/{scale}/ioi/analysis/summary.json",
@@ -68,10 +54,3 @@ rule ioi_figures:
         ENV
     script:
         "../scripts/ioi/figures.py"
-
-
-REPLICATIONS["ioi"] = {
-    "figures": expand(list(rules.ioi_figures.output), scale=SCALE),
-    "models": [IOI["model"]],
-    "seeds": {"config": CFG["seed"], "ioi": IOI["seed"], **model_seeds([IOI["model"]])},
-}

@@ -102,19 +102,6 @@ rule monosemanticity_evaluate:
         "../scripts/monosemanticity/evaluate.py"
 
 
-rule monosemanticity_metrics:
-    input:
-        summary="results/{scale}/monosemanticity/analysis/summary.json",
-    output:
-        metrics="results/{scale}/monosemanticity/metrics.json",
-    log:
-        "results/{scale}/logs/monosemanticity_metrics.log",
-    conda:
-        ENV
-    script:
-        "../scripts/summary_metrics.py"
-
-
 rule monosemanticity_figures:
     input:
         superposition="results/{scale}/monosemanticity/superposition/tensors.safetensors",
@@ -140,10 +127,3 @@ rule monosemanticity_figures:
         ENV
     script:
         "../scripts/monosemanticity/figures.py"
-
-
-REPLICATIONS["monosemanticity"] = {
-    "figures": expand(list(rules.monosemanticity_figures.output), scale=SCALE),
-    "models": [MONO["model"]],
-    "seeds": {"config": CFG["seed"], "monosemanticity": MONO["seed"], **model_seeds([MONO["model"]])},
-}

@@ -1,4 +1,19 @@
-# Claims, papermill reports and the index page; generic over the replications in SLUGS.
+# Metrics, claims, papermill reports and the index page; generic over the replications (REGISTRY, SLUGS).
+
+
+rule metrics:
+    input:
+        sources=metric_sources,
+    output:
+        metrics="results/{scale}/{slug}/metrics.json",
+    params:
+        prefixes=metric_prefixes,
+    log:
+        "results/{scale}/logs/{slug}_metrics.log",
+    conda:
+        ENV
+    script:
+        "../scripts/metrics.py"
 
 
 rule claims:
@@ -67,3 +82,11 @@ rule report_index:
         ENV
     script:
         "../scripts/index.py"
+
+
+# Each report's figures (its figures rule's outputs, then edge discovery's where it runs), models and seeds.
+for _slug, _rep in REGISTRY.items():
+    _figures = expand(list(getattr(rules, _rep.figures_rule).output), scale=SCALE)
+    if _rep.discovery:
+        _figures += expand(list(rules.edge_discovery_figures.output), scale=SCALE, slug=_slug)
+    REPLICATIONS[_slug] = {"figures": _figures, "models": _rep.all_models(CFG), "seeds": replication_seeds(_rep)}

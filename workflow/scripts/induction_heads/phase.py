@@ -1,8 +1,9 @@
-"""Scores at every kept checkpoint of one model: the phase change (rule `induction_heads_phase`)."""
+"""Scores at every kept checkpoint of one model: the phase change (rule `induction_heads_phase`); its summary
+numbers (summary.json) are a metrics source of the replication."""
 
-from mechrepro.io import load_tensors, log_to, read_json, set_threads, write_csv
+from mechrepro.io import load_tensors, log_to, read_json, set_threads, write_csv, write_json
 from mechrepro.models.load import load_model
-from mechrepro.tasks.induction_heads import InductionConfig, checkpoint_sweep
+from mechrepro.tasks.induction_heads import InductionConfig, checkpoint_sweep, phase_change_summary
 
 snakemake = snakemake  # noqa: F821 (injected by Snakemake)
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
@@ -21,4 +22,5 @@ with log_to(snakemake.log[0]):
     heads, summary = checkpoint_sweep(load, checkpoints, probes, icl_tokens, cfg, desc=params.model)
     write_csv(out.heads, heads)
     write_csv(out.summary, summary)
+    write_json(out.metrics, phase_change_summary(summary))
     print(summary.to_string())
