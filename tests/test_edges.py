@@ -159,3 +159,23 @@ def test_exact_scores_equal_the_general_edge_removal():
         base = pairs.metric(m(pairs.clean))
     general = E.run_with_edges_removed(m, graph, pairs, removed, src) - base[None]
     assert torch.allclose(E.exact_scores(m, graph, pairs), general.T, atol=1e-5)
+
+
+@pytest.mark.parametrize("ablation", ["patching", "zero"])
+def test_exact_scores_with_an_output_vocabulary_of_another_size(ablation):
+    """tracr models unembed to fewer outputs than they embed (d_vocab_out != d_vocab): the batched logits are read
+    with the output width (this once crashed, and silently mixed variants when the sizes divided)."""
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, n_ctx=8, d_vocab=12, d_vocab_out=4,
+                                  attn_only=True, normalization_type=None, seed=5)
+    m = HookedTransformer(cfg, move_to_device=False).eval()
+    graph = Graph.of(m)
+    g = torch.Generator().manual_seed(5)
+    pairs = E.Pairs(torch.randint(0, 12, (3, 6), generator=g), torch.randint(0, 12, (3, 6), generator=g),
+                    lambda logits: logits[:, 1:, 2].sum(-1))
+    src = E.ablation_source(E.outputs(m, pairs.corrupted)[1], ablation)
+    removed = torch.zeros(graph.n_edges, *graph.adjacency.shape, dtype=torch.bool)
+    removed[torch.arange(graph.n_edges), graph.edge_index[:, 0], graph.edge_index[:, 1]] = True
+    with torch.no_grad():
+        base = pairs.metric(m(pairs.clean))
+    general = E.run_with_edges_removed(m, graph, pairs, removed, src) - base[None]
+    assert torch.allclose(E.exact_scores(m, graph, pairs, ablation=ablation), general.T, atol=1e-5)

@@ -123,7 +123,7 @@ def run_with_edges_removed(model: HookedTransformer, graph: Graph, pairs: Pairs,
     tokens = pairs.clean.to(c.device)
     batch, n_pos = tokens.shape
     n_nodes = len(graph.nodes)
-    per_variant = 4 * batch * n_pos * (n_nodes * c.d_model + 12 * c.d_model + 4 * c.n_heads * n_pos + c.d_vocab)
+    per_variant = 4 * batch * n_pos * (n_nodes * c.d_model + 12 * c.d_model + 4 * c.n_heads * n_pos + c.d_vocab_out)
     chunk = max(1, (memory_budget or _budget(c.device)) // per_variant)
     source = source.to(c.device)
     out = torch.empty(n_var, batch, device=c.device, dtype=c.dtype)
@@ -215,7 +215,7 @@ def exact_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ablation:
     e_idx = graph.edge_index  # [edge 2] (dest, node)
     batch, n_pos = pairs.clean.shape
     per_variant = 4 * batch * n_pos * (14 * c.d_model + 4 * c.n_heads * n_pos + (c.d_mlp or 0) * 2) + 4 * batch * (
-        c.d_vocab if pairs.answer_pos is not None else n_pos * c.d_vocab)
+        c.d_vocab_out if pairs.answer_pos is not None else n_pos * c.d_vocab_out)
     chunk = max(1, (memory_budget or _budget(c.device)) // per_variant)
     out = torch.empty(len(base), graph.n_edges, dtype=base.dtype)
     tokens = pairs.clean.to(c.device)
@@ -241,7 +241,7 @@ def exact_scores(model: HookedTransformer, graph: Graph, pairs: Pairs, ablation:
                     with model.hooks(fwd_hooks=hooks):
                         resid = model(start.repeat(n, 1, 1), start_at_layer=layer, stop_at_layer=c.n_layers,
                                       tokens=tokens.repeat(n, 1))
-                logits = pair_logits(model, pairs, resid, n).view(n, batch, -1, c.d_vocab)
+                logits = pair_logits(model, pairs, resid, n).view(n, batch, -1, c.d_vocab_out)
                 out[:, part] = (torch.stack([pairs.metric(v) for v in logits]).cpu() - base[None]).T
     if not torch.isfinite(out).all():
         raise ValueError("exact edge patching: the metric of a patched model is NaN or inf")
