@@ -23,8 +23,9 @@ A declaration::
       - {path: discovery/summary.json, prefix: edge.}
     config_schema: {...}            # JSON schema of its config section
 
-A metrics source may repeat over the models a key names: ``{path: phase/{model}/summary.json, prefix:
-"phase.{n_layers}l.", each: induction_heads.phase_models}``.
+A metrics source may repeat over the items of a config key: ``{path: phase/{model}/summary.json, prefix:
+"phase.{n_layers}l.", each: induction_heads.phase_models}`` (models), ``{path: "scores/{item}/summary.json",
+prefix: "{item}.", each: circuit_discovery.truths}``.
 
 This module knows nothing of Snakemake; paths in a declaration are relative to ``results/<scale>/<slug>/``.
 """
@@ -54,7 +55,9 @@ class MetricSource:
 
     path: str
     prefix: str = ""
-    each: str | None = None  # a config key naming models: one source per model ({model}, {n_layers} in path/prefix)
+    # a config key holding a list (or one name): one source per item, named {item} in path and prefix; where the
+    # items are models, also {model} and {n_layers}
+    each: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,14 @@ class Replication:
             if src.each is None:
                 out.append((src.path, src.prefix))
                 continue
-            names = lookup(cfg, src.each)
-            for m in [names] if isinstance(names, str) else names:
-                fill = {"model": m, "n_layers": get_spec(m).n_layers}
+            items = lookup(cfg, src.each)
+            if items is None:
+                raise KeyError(f"replication {self.slug!r}: metrics source {src.path!r} repeats over config key "
+                               f"{src.each!r}, which the config does not have")
+            for item in [items] if isinstance(items, str) else items:
+                fill = {"item": item}
+                if "{model}" in src.path + src.prefix or "{n_layers}" in src.path + src.prefix:
+                    fill |= {"model": item, "n_layers": get_spec(item).n_layers}
                 out.append((src.path.format(**fill), src.prefix.format(**fill)))
         return out
 
