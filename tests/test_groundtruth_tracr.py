@@ -181,8 +181,6 @@ def test_save_load_round_trip(compiled, tmp_path):
     assert sd.keys() == sd_back.keys() and all(torch.equal(sd[k], sd_back[k]) for k in sd)
 
 
-@pytest.mark.xfail(strict=True, reason="GroundTruth.save does not keep attention_dir (not in _CFG_KEYS): the "
-                                       "loaded tracr model is causal, tracr's is bidirectional")
 def test_loaded_model_computes_the_same(compiled, tmp_path):
     _, gt = compiled["reverse"]
     gt.save(tmp_path / "gt")

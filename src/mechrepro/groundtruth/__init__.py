@@ -33,7 +33,8 @@ from mechrepro.techniques.graph import HEAD, INPUT, LOGITS, MLP, Graph
 
 # The HookedTransformerConfig keys a ground-truth model is rebuilt from (all JSON-able).
 _CFG_KEYS = ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "n_ctx", "d_vocab", "d_vocab_out", "act_fn",
-             "attn_only", "normalization_type", "positional_embedding_type", "default_prepend_bos", "seed")
+             "attn_only", "normalization_type", "positional_embedding_type", "default_prepend_bos", "attention_dir",
+             "seed")
 
 
 @dataclass
