@@ -193,7 +193,10 @@ def truth_pairs(gt: GroundTruth, section: dict) -> list[Pairs]:
     if name.startswith("tracr_"):
         from mechrepro.groundtruth import tracr
 
-        return tracr.task_pairs(gt, name.removeprefix("tracr_"), n, seed)
+        # every input length from 2 up: with full-length inputs alone the length a program computes is a constant,
+        # and no ablation of this task could show the edges that compute it
+        lengths = tuple(range(2, gt.card["max_seq_len"] + 1))
+        return tracr.task_pairs(gt, name.removeprefix("tracr_"), n, seed, lengths=lengths)
     from mechrepro.groundtruth import planted_ioi
 
     return planted_ioi.task_pairs(gt.model, cfg=planted_ioi.config_of(gt), n_prompts=n, seed=seed + 100)
