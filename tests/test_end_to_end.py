@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CI = ("--cores", "2", "--config", "scale=ci")
 # Where the interruption happens: the longest training job of the ci scale, a quarter of the way in.
 KILLED_MODEL, KILL_AFTER_STEP = "toy-lm-ci", 300
-SLUGS = ("induction_heads", "ioi", "greater_than", "monosemanticity")
+SLUGS = ("induction_heads", "ioi", "greater_than", "monosemanticity", "circuit_discovery")
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -132,13 +132,26 @@ def test_ci_scale_end_to_end(workdir, ci_run):
     mono = {c["id"]: c["status"] for c in json.loads(
         (workdir / "results/ci/monosemanticity/claims.json").read_text())["claims"]}
     assert mono["toy_loss_recovered"] in ("pass", "fail") and mono["gpt2_res_jb_l0"] == "not run"
-    for html in (page, ioi_page, gt_page, mono_page, (reports[0].parent / "models.html").read_text()):
+    # Discovery methods against known circuits: every ground truth built and scored under both ablations, the
+    # report led by what was found, the issue's claims decided at this scale, ACDC's GPT-2 numbers not run.
+    cd_page = (reports[0].parent / "circuit_discovery.html").read_text()
+    assert cd_page.index("What was found") < cd_page.index("Claims") < cd_page.index("The ground truths")
+    assert cd_page.count("data:image/png;base64") >= 4
+    cd = {c["id"]: c["status"] for c in json.loads(
+        (workdir / "results/ci/circuit_discovery/claims.json").read_text())["claims"]}
+    assert cd["acdc_gpt2_ioi_auc"] == cd["acdc_gpt2_greater_than_auc"] == "not run"
+    assert all(v in ("pass", "fail") for k, v in cd.items() if not k.startswith("acdc_")), cd
+    cd_metrics = json.loads((workdir / "results/ci/circuit_discovery/metrics.json").read_text())
+    for truth in yaml.safe_load((workdir / "workflow/config/ci.yaml").read_text())["circuit_discovery"]["truths"]:
+        assert {f"{truth}.eap_ig.matched.edge_auroc", f"{truth}.eap_ig.mismatched.edge_auroc",
+                f"{truth}.random.matched.edge_auroc"} <= set(cd_metrics), truth
+    for html in (page, ioi_page, gt_page, mono_page, cd_page, (reports[0].parent / "models.html").read_text()):
         assert not re.search(r"<script[^>]+src=[\"']?https?:", html, re.I)
         assert not re.search(r"<link[^>]+href=[\"']?https?:", html, re.I)
         assert not re.search(r"url\(\s*[\"']?https?:|@import", html, re.I)
         assert "data:image/png;base64" in html and "Traceback" not in html and "Warning" not in html
     index = (workdir / "reports/ci/index.html").read_text()
-    assert all(slug in index for slug in ("induction_heads", "ioi", "greater_than", "monosemanticity"))
+    assert all(slug in index for slug in SLUGS)
     assert reports[0].parent.name in index
     assert (workdir / "results/ci/induction_heads/claims.json").exists()
     # Model cards: every ci model's capabilities, training curves, nothing required at ci
@@ -154,7 +167,7 @@ def test_ci_scale_end_to_end(workdir, ci_run):
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
     # Every report's provenance shows the seeds (determinism: the second_run tests below).
-    for slug in ("induction_heads", "ioi", "greater_than", "monosemanticity"):
+    for slug in SLUGS:
         seeds = json.loads((reports[0].parent / f"{slug}.provenance.json").read_text())["seeds"]
         html = (reports[0].parent / f"{slug}.html").read_text()
         assert "config" in seeds and all(name in html for name in seeds), (slug, seeds)
@@ -246,11 +259,12 @@ def test_ci_analyses_rerun_give_identical_claims_and_tables(workdir, ci_run, sec
     jobs = second_run["jobs"]
     assert {"capabilities", "induction_heads_probes", "induction_heads_phase", "induction_heads_analysis",
             "ioi_analysis", "greater_than_analysis", "monosemanticity_superposition", "monosemanticity_planted",
-            "monosemanticity_sae", "monosemanticity_evaluate", "claims"} <= set(jobs) and jobs["claims"] == len(SLUGS)
+            "monosemanticity_sae", "monosemanticity_evaluate", "circuit_discovery_truth", "circuit_discovery_score",
+            "claims"} <= set(jobs) and jobs["claims"] == len(SLUGS)
     assert "tokenizer" not in jobs and "corpus" not in jobs  # made by the fixture's first command
     first_results, results = workdir / "results/ci", second_run["dir"] / "results/ci"
     first, again = result_tables(first_results), result_tables(results)
-    assert len(first) > 50 and sum(k.endswith("claims.json") for k in first) == 4
+    assert len(first) > 50 and sum(k.endswith("claims.json") for k in first) == len(SLUGS)
     assert sorted(first) == sorted(again)
     assert [k for k in first if first[k] != again[k]] == []
     made = {k: v for k, v in folder_bytes(results).items() if Path(k).parts[0] not in ("logs", "benchmarks")}
@@ -265,7 +279,7 @@ def test_ci_reports_in_a_browser(workdir, ci_run):
     from browser import Browser, check_report, require_chromium
 
     pages = sorted((workdir / "reports/ci").glob("*/*.html"))
-    assert len(pages) == 5  # the four replications and the model cards
+    assert len(pages) == len(SLUGS) + 1  # the replications and the model cards
     with Browser(require_chromium()) as b:
         problems = [f"{p.name}: {x}" for p in pages for x in check_report(p, browser=b, min_images=2)]
         problems += [f"index.html: {x}" for x in check_report(workdir / "reports/ci/index.html", browser=b)]
