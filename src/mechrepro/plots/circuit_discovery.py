@@ -99,7 +99,7 @@ def circuits(nodes: dict[str, pd.DataFrame], cards: dict[str, dict], path) -> No
     ablation (darker: larger |score|), the known nodes outlined in every panel."""
     truths = list(nodes)
     methods = [m for m in LABELS if m in set(pd.concat(nodes.values()).method)]
-    fig, axes = plt.subplots(len(truths), 1 + len(methods), figsize=(2.5 * (1 + len(methods)), 2.3 * len(truths)),
+    fig, axes = plt.subplots(len(truths), 1 + len(methods), figsize=(2.5 * (1 + len(methods)), 2.8 * len(truths)),
                              squeeze=False)
     for i, t in enumerate(truths):
         df = nodes[t][nodes[t].matched]

@@ -12,8 +12,8 @@ inp, out, truths = snakemake.input, snakemake.output, snakemake.params.truths
 with log_to(snakemake.log[0]):
     cards = {t: read_json(p) for t, p in zip(truths, inp.cards, strict=True)}
 
-    def tables(paths):
-        return {t: pd.read_csv(p) for t, p in zip(truths, paths, strict=True)}
+    def tables(paths):  # node names ("0.1", "MLP 2") stay strings
+        return {t: pd.read_csv(p, dtype={"node": str}) for t, p in zip(truths, paths, strict=True)}
 
     fig.auroc_bars(tables(inp.auroc), cards, out.auroc)
     fig.roc_curves(tables(inp.roc), cards, out.roc)
