@@ -45,3 +45,21 @@ def test_bad_names_and_settings_are_refused():
         CD.ScoringConfig(methods=("acdc",))
     with pytest.raises(ValueError, match="n_random"):
         CD.ScoringConfig(n_random=3)
+
+
+def test_the_claims_fail_on_a_model_without_the_mechanism():
+    """The same known circuit on a random-init model of the same shape (no planted heads): the planted heads no
+    longer rank first for every method, and the AUROCs fall below the claims' 1.0 / 0.9 bars."""
+    import torch
+
+    from mechrepro.groundtruth import GroundTruth
+
+    gt = CD.build_truth("handbuilt", SECTION)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(7)
+        for p in gt.model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    blank = GroundTruth(gt.name, gt.model, gt.edges, gt.ablation, gt.classes, gt.card)
+    s = CD.score(blank, CD.truth_pairs(blank, SECTION), CD.ScoringConfig(ig_steps=3), log=lambda *a: None).summary
+    assert s["all_methods.matched.planted_in_top"] < 1.0
+    assert s["best.matched.edge_auroc"] < 1.0 and min(s[f"{m}.matched.node_auroc"] for m in CD.METHODS) < 0.9
