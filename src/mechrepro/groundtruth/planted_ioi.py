@@ -185,13 +185,6 @@ class PlantedIOIConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-# Recommended settings (timings and accuracies: tests/test_groundtruth_planted_ioi.py and the module's report).
-PRESETS = {
-    "ci": PlantedIOIConfig(steps=700),
-    "toy": PlantedIOIConfig(steps=1500, batch_size=64, n_eval=512),
-}
-
-
 # ---------------------------------------------------------------------------------------------
 # Data: prompts of one template, their slots and labels.
 
@@ -571,6 +564,6 @@ def class_scores(found: dict[str, list], planted: dict[str, list]) -> dict[str, 
     return out
 
 
-__all__ = ["CLASS_OF", "IITTargetNotReached", "NAME", "PRESETS", "PlantedIOIConfig", "VARIABLES", "accuracies",
+__all__ = ["CLASS_OF", "IITTargetNotReached", "NAME", "PlantedIOIConfig", "VARIABLES", "accuracies",
            "certify", "class_scores", "config_of", "counterfactual", "fit", "ground_truth_edges",
            "ground_truth_scores", "make_model", "prompts", "recipe_classes", "recipe_config", "task_pairs", "train"]
