@@ -236,6 +236,20 @@ def discover(model: HookedTransformer, sets: list[Pairs], cfg: DiscoveryConfig, 
     return Discovery(graph, cfg, edges, pd.DataFrame(rows), boot, freq, circuits[cfg.main], summary)
 
 
+def circuit_faithfulness(model: HookedTransformer, sets: list[Pairs], circuit: Tensor, ablation: str) -> dict:
+    """How much of the metric one given circuit (bool [edge], e.g. a ground truth) keeps with every other edge
+    ablated: ``m_full``, ``m_empty``, ``m_circuit`` (means over every prompt of every set) and the normalized
+    faithfulness f = (m(C) - m(empty)) / (m(full) - m(empty)) (Hanna et al. 2024, MIB)."""
+    graph = Graph.of(model)
+    if circuit.shape != (graph.n_edges,):
+        raise ValueError(f"circuit must be bool [{graph.n_edges}] (one entry per edge), got {tuple(circuit.shape)}")
+    ev = _Evaluator(model, graph, sets, ablation)
+    vals = ev.per_prompt(circuit.to(torch.bool)[None])
+    w = np.ones(vals.shape[1])
+    f, full, empty = _faith(vals, ev.ends, w)
+    return {"m_full": full, "m_empty": empty, "m_circuit": float(vals[0].mean()), "faithfulness": float(f[0])}
+
+
 def _curve_rows(method, run, fractions, masks, m_circuit, f) -> list[dict]:
     return [{"method": method, "run": run, "fraction": fr, "n_edges": int(mask.sum()), "m_circuit": float(mc),
              "faithfulness": float(x)} for fr, mask, mc, x in zip(fractions, masks, m_circuit, f, strict=True)]
