@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+import mechrepro
 from mechrepro.data import templates as T
 from mechrepro.data.corpus import ROLES, CorpusConfig, corpus_meta, document_text, generate, generate_split
 from mechrepro.data.tokenizer import build_tokenizer, load_tokenizer, save_tokenizer, single_token_id
@@ -71,6 +72,26 @@ def test_gpt2_tokenizer_offline_ids():
     assert tok.encode(" Mary John", add_special_tokens=False) == [5335, 1757]
     assert tok.convert_ids_to_tokens(tok.encode(" 1732", add_special_tokens=False)) == ["Ġ17", "32"]
     assert tok.bos_token_id == 50256 and len(tok) == 50257
+
+
+def test_gpt2_tokenizer_ships_with_the_package_and_is_hash_checked(tmp_path, monkeypatch):
+    """A user's clone has no ../shared: the files come from the package, and a damaged copy is refused by name."""
+    import shutil
+
+    from mechrepro.models.load import GPT2_TOKENIZER_ENV, ModelUnavailableError, default_gpt2_tokenizer_dir
+
+    monkeypatch.delenv(GPT2_TOKENIZER_ENV, raising=False)
+    here = default_gpt2_tokenizer_dir()
+    assert "shared" not in here.parts and here.is_relative_to(Path(mechrepro.__file__).parent)
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copy(here / f, tmp_path / f)
+    (tmp_path / "merges.txt").write_text((tmp_path / "merges.txt").read_text().replace("Ġ t", "Ġ x", 1))
+    monkeypatch.setenv(GPT2_TOKENIZER_ENV, str(tmp_path))
+    with pytest.raises(ModelUnavailableError, match=r"merges\.txt has sha256 .* a damaged or different file"):
+        gpt2_tokenizer()
+    (tmp_path / "vocab.json").unlink()
+    with pytest.raises(ModelUnavailableError, match=r"vocab\.json not found"):
+        gpt2_tokenizer()
 
 
 @pytest.mark.parametrize("make", [build_tokenizer, gpt2_tokenizer])

@@ -20,8 +20,13 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from mechrepro.io import load_tensors, read_json
 from mechrepro.models.registry import PretrainedModel, RandomInitModel, ToyRecipe, get_spec
 
-# The GPT-2 BPE files shipped beside the project (../shared/gpt2-tokenizer); overridable.
+# The GPT-2 BPE files ship inside the package (src/mechrepro/data/gpt2_tokenizer/, OpenAI's Modified MIT License);
+# MECHREPRO_GPT2_TOKENIZER points at another folder. Either is checked against the published hashes before use.
 GPT2_TOKENIZER_ENV = "MECHREPRO_GPT2_TOKENIZER"
+GPT2_TOKENIZER_SHA256 = {
+    "vocab.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",  # encoder.json
+    "merges.txt": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",  # vocab.bpe
+}
 
 
 class ModelUnavailableError(RuntimeError):
@@ -31,7 +36,25 @@ class ModelUnavailableError(RuntimeError):
 def default_gpt2_tokenizer_dir() -> Path:
     if os.environ.get(GPT2_TOKENIZER_ENV):
         return Path(os.environ[GPT2_TOKENIZER_ENV])
-    return Path(__file__).resolve().parents[3].parent / "shared" / "gpt2-tokenizer"
+    return Path(__file__).resolve().parents[1] / "data" / "gpt2_tokenizer"
+
+
+def check_gpt2_tokenizer_files(directory: str | Path) -> Path:
+    """``directory`` if it holds GPT-2's vocab.json and merges.txt with their published sha256 (the hashes tiktoken
+    checks for its ``gpt2`` encoding); else :class:`ModelUnavailableError` naming the file."""
+    import hashlib
+
+    d = Path(directory)
+    for name, want in GPT2_TOKENIZER_SHA256.items():
+        f = d / name
+        if not f.exists():
+            raise ModelUnavailableError(f"GPT-2 tokenizer file {f} not found (need vocab.json and merges.txt); "
+                                        f"set {GPT2_TOKENIZER_ENV} to the folder that holds them")
+        got = hashlib.sha256(f.read_bytes()).hexdigest()
+        if got != want:
+            raise ModelUnavailableError(f"GPT-2 tokenizer file {f} has sha256 {got}, not GPT-2's {want}: "
+                                        "a damaged or different file")
+    return d
 
 
 def gpt2_tokenizer(directory: str | Path | None = None):
@@ -39,12 +62,8 @@ def gpt2_tokenizer(directory: str | Path | None = None):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
 
-    d = Path(directory) if directory else default_gpt2_tokenizer_dir()
+    d = check_gpt2_tokenizer_files(directory or default_gpt2_tokenizer_dir())
     vocab, merges = d / "vocab.json", d / "merges.txt"
-    if not (vocab.exists() and merges.exists()):
-        raise ModelUnavailableError(
-            f"GPT-2 tokenizer files not found in {d} (need vocab.json and merges.txt); "
-            f"set {GPT2_TOKENIZER_ENV} to the folder that holds them")
     bpe = ByteLevelBPETokenizer(str(vocab), str(merges))
     eot = "<|endoftext|>"
     # name_or_path + add_bos_token: TransformerLens uses this object as-is (no hub look-up by name).
