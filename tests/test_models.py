@@ -162,3 +162,24 @@ def test_gpt2_random_is_gpt2_small_shaped_with_the_real_tokenizer():
     assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model, model.cfg.d_vocab) == (12, 12, 768, 50257)
     assert model.to_str_tokens(" Mary", prepend_bos=False) == [" Mary"]
     assert "blocks.11.attn.hook_z" in model.hook_dict
+    assert model.cfg.default_prepend_bos is False  # the convention from_pretrained is given too (test_fabricate.py)
+
+
+class _Payload:
+    """Not a tensor: an unpickler that accepts it would run whatever its __reduce__ returned."""
+
+
+def test_pretrained_checkpoints_are_read_without_unpickling_code(tmp_path):
+    """TransformerLens reads NeelNanda/* checkpoints with torch.load(weights_only=False); the project's loader forces
+    torch's restricted loader around it: tensors load, an arbitrary object is refused."""
+    import pickle
+
+    from mechrepro.models.load import _weights_only
+
+    torch.save({"W": torch.ones(2)}, tmp_path / "ok.pth")
+    torch.save({"W": torch.ones(2), "x": _Payload()}, tmp_path / "bad.pth")
+    with _weights_only():
+        assert torch.equal(torch.load(tmp_path / "ok.pth", weights_only=False)["W"], torch.ones(2))
+        with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+            torch.load(tmp_path / "bad.pth", weights_only=False)
+    assert isinstance(torch.load(tmp_path / "bad.pth", weights_only=False)["x"], _Payload)  # outside: as torch does

@@ -2,16 +2,20 @@
 
 * toy models: rebuilt from their recipe and the safetensors weights the pipeline trained;
 * pretrained models: TransformerLens's own ``from_pretrained`` (needs the Hugging Face hub, or a
-  local cache of it, the first time);
+  local cache of it, the first time). The offline smoke run reads it from a fabricated cache
+  (:mod:`mechrepro.fabricate`): the same code, random weights, known from the cache's marker;
 * random-init stand-ins (``gpt2-random``): the pretrained model's shape with seeded random weights
-  and the real tokenizer, for offline smoke runs of the paper-scale path.
+  and the real tokenizer, for tests that need GPT-2's shape without any cache.
 
-All three expose TransformerLens hook names, so every technique runs on any of them.
+All three expose TransformerLens hook names, so every technique runs on any of them. One BOS convention for all:
+``default_prepend_bos=False`` -- the project's prompts put BOS first themselves (``tasks.prompts.encode_prompt``),
+so ``model.to_tokens`` must not add a second one, whichever path loaded the model.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -93,23 +97,85 @@ def _load_toy(spec: ToyRecipe, models_dir: Path, checkpoint: str | None, device:
     return model.to(device)
 
 
-def _load_pretrained(spec: PretrainedModel, device: str) -> HookedTransformer:
+@contextmanager
+def _offline_listing():
+    """TransformerLens picks a ``NeelNanda/*`` model's checkpoint by listing the repository's files over the network
+    (``HfApi.list_repo_files`` in ``loading_from_pretrained.get_pretrained_state_dict``), which fails offline even with
+    the whole repository cached. With HF_HUB_OFFLINE set, that listing is answered from the cached snapshot, as
+    ``huggingface_hub`` answers every other request offline; online, nothing changes."""
+    import transformer_lens.loading_from_pretrained as tl_loading
+
+    from mechrepro import hub
+
+    if not hub.offline():
+        yield
+        return
+    real = tl_loading.HfApi
+
+    class CachedListing(real):
+        def list_repo_files(self, repo_id, *args, repo_type=None, **kwargs):
+            snap = hub.snapshot(repo_id, repo_type or "model")
+            if snap is None:
+                raise ModelUnavailableError(f"HF_HUB_OFFLINE is set and {repo_id} is not in the cache {hub.cache_dir()}")
+            return sorted(p.relative_to(snap).as_posix() for p in snap.rglob("*") if p.is_file())
+
+    tl_loading.HfApi = CachedListing
     try:
-        return HookedTransformer.from_pretrained(spec.tl_name, device=device)
+        yield
+    finally:
+        tl_loading.HfApi = real
+
+
+@contextmanager
+def _weights_only():
+    """TransformerLens reads ``*.pth`` checkpoints with ``torch.load(weights_only=False)``, a full unpickle. Forced
+    to torch's restricted loader here: tensors and plain containers load, code in a pickle does not run."""
+    old = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = old
+
+
+def hub_tokenizer(repo_id: str):
+    """A tokenizer read from its hub repository's ``tokenizer.json`` and ``tokenizer_config.json`` (the cache, offline).
+    TransformerLens would ask ``AutoTokenizer``, which in transformers 5 first reads the repository's ``config.json``
+    to choose a class; a tokenizer-only repository (gelu-1l's ``NeelNanda/gpt-neox-tokenizer-digits``) need not have
+    one. ``add_bos_token`` as TransformerLens sets it (it would otherwise reload the tokenizer to set it)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(repo_id, add_bos_token=True)
+
+
+def _load_pretrained(spec: PretrainedModel, device: str) -> HookedTransformer:
+    from mechrepro import hub
+
+    try:
+        with _offline_listing(), _weights_only():
+            extra = {} if spec.tokenizer == "gpt2" else {"tokenizer": hub_tokenizer(spec.tokenizer)}
+            model = HookedTransformer.from_pretrained(spec.tl_name, device=device, default_prepend_bos=False, **extra)
     except Exception as err:  # OSError / HF hub errors / connection errors, depending on versions
         raise ModelUnavailableError(
             f"cannot load {spec.name!r} ({spec.tl_name!r} via TransformerLens): {type(err).__name__}: {err}\n"
-            "It needs the Hugging Face hub once, or a local cache of it: download it on a machine with access "
-            "(python -c \"from transformer_lens import HookedTransformer; "
-            f"HookedTransformer.from_pretrained('{spec.tl_name}')\") and point HF_HOME at that cache, "
-            "with HF_HUB_OFFLINE=1. To exercise this path offline with random weights, run with "
-            "--config scale=paper smoke=true.") from err
+            f"It needs the Hugging Face hub once, or a local cache of it: on a machine with access run "
+            f"{'; '.join(hub.HubRepo(r, 'model', spec.name, hub.MODEL_FILES.get(r, ())).download_command() for r in spec.hub_repos)}"
+            ", then point HF_HOME at that cache, with HF_HUB_OFFLINE=1. To rehearse this path offline on a "
+            "fabricated cache with random weights, run with --config scale=paper smoke=true.") from err
+    snap = hub.snapshot(spec.hub_repos[0])
+    print(f"{spec.name}: loaded by HookedTransformer.from_pretrained({spec.tl_name!r}) from "
+          f"{snap or 'the hub'}{' -- a fabricated cache: random weights' if is_random_weights(spec.name) else ''}")
+    return model
 
 
 def _load_random(spec: RandomInitModel, device: str, tokenizer_dir: str | Path | None) -> HookedTransformer:
     cfg = HookedTransformerConfig(**spec.cfg, seed=spec.seed, init_weights=True, device=device,
                                   default_prepend_bos=False)
     torch.manual_seed(spec.seed)
+    print(f"{spec.name}: built by HookedTransformer(cfg) with seeded random weights (no cache, no from_pretrained)")
     return HookedTransformer(cfg, tokenizer=gpt2_tokenizer(tokenizer_dir))
 
 
@@ -134,7 +200,8 @@ def load_model(name: str, *, models_dir: str | Path | None = None, checkpoint: s
 
 
 def load_tokenizer_for(name: str, models_dir: str | Path | None = None):
-    """The tokenizer of a registered model, without loading its weights (offline for every kind)."""
+    """The tokenizer of a registered model, without loading its weights (offline for toy models and GPT-2; from the
+    Hugging Face cache for another pretrained model's)."""
     from mechrepro.data.tokenizer import load_tokenizer
 
     spec = get_spec(name)
@@ -143,12 +210,19 @@ def load_tokenizer_for(name: str, models_dir: str | Path | None = None):
             raise ValueError(f"{name!r} is a toy model: pass models_dir (results/<scale>/models)")
         return load_tokenizer(Path(models_dir) / name / "tokenizer.json")
     if spec.tokenizer != "gpt2":
-        raise ModelUnavailableError(f"no offline tokenizer for {name!r} ({spec.tokenizer})")
+        return hub_tokenizer(spec.tokenizer)  # from the hub's cache
     return gpt2_tokenizer()
 
 
 def is_random_weights(name: str) -> bool:
-    return get_spec(name).kind == "random"
+    """Whether ``name``'s weights are random: a random-init stand-in, or a pretrained model whose cached repository
+    is marked fabricated (:mod:`mechrepro.fabricate`). Read from the cache, not from the model's name."""
+    from mechrepro import hub
+
+    spec = get_spec(name)
+    if spec.kind == "random":
+        return True
+    return spec.kind == "pretrained" and any(hub.is_fabricated(r) for r in spec.hub_repos)
 
 
 def best_device() -> str:

@@ -93,14 +93,15 @@ class PretrainedModel:
 
 @dataclass(frozen=True)
 class RandomInitModel:
-    """Random weights in the shape of a pretrained model, with its real tokenizer (offline smoke runs).
+    """Random weights in the shape of a pretrained model, with its real tokenizer, built without any cache (tests and
+    benches that need the shape; the smoke run reads the papers' models from a fabricated cache instead).
 
     Its numbers are meaningless; the shapes, tokenization, speed and plumbing are real.
     """
 
     name: str
     stands_in_for: str
-    tokenizer: str  # "gpt2": the GPT-2 BPE files in ../shared/gpt2-tokenizer
+    tokenizer: str  # "gpt2": the GPT-2 BPE files shipped in the package (mechrepro/data/gpt2_tokenizer)
     cfg: dict
     seed: int = 0
     description: str = ""
@@ -179,7 +180,7 @@ _SPECS = [
                     "one-layer model, via TransformerLens",
                     n_layers=1, hub_repos=("NeelNanda/GELU_1L512W_C4_Code", "NeelNanda/gpt-neox-tokenizer-digits")),
     RandomInitModel("gpt2-random", "gpt2-small", "gpt2", GPT2_SMALL_SHAPE,
-                    description="GPT-2-small shape, random init, the real GPT-2 tokenizer: offline smoke runs only"),
+                    description="GPT-2-small shape, random init, the real GPT-2 tokenizer, no cache: tests and benches"),
 ]
 REGISTRY: dict[str, ToyRecipe | PretrainedModel | RandomInitModel] = {s.name: s for s in _SPECS}
 

@@ -3,9 +3,11 @@
 * ``corpus``: the pipeline's own synthetic corpus (toy and ci scales), whose tokens carry latent variables;
 * ``hf:<dataset>``: a pre-tokenized Hugging Face dataset with an ``input_ids`` / ``tokens`` column, as the paper
   scale uses for gelu-1l (Nanda's ``NeelNanda/c4-code-tokenized-2b``, the data gelu-1l was trained on). It needs
-  the hub, or a local Hugging Face cache; without either the error says so;
-* ``synthetic_text``: the synthetic corpus's *text*, re-tokenized with the model's own tokenizer (GPT-2's BPE for
-  ``gpt2-random``): the offline smoke run's stand-in for the hub dataset. No latents survive re-tokenization.
+  the hub, or a local Hugging Face cache; without either the error says so. A cached snapshot (``hf download
+  --repo-type dataset``, or the smoke run's fabricated cache) is read from its parquet shards: offline,
+  ``datasets.load_dataset(name)`` ignores hub snapshots and reads only its own prepared cache;
+* ``synthetic_text``: the synthetic corpus's *text*, re-tokenized with the model's own tokenizer (e.g. GPT-2's BPE):
+  text for a pretrained model without any dataset download. No latents survive re-tokenization.
 """
 
 from __future__ import annotations
@@ -48,12 +50,27 @@ def synthetic_text_tokens(tokenizer, n_docs: int, n_ctx: int, seed: int) -> Int[
     return torch.cat([torch.full((n, 1), tokenizer.bos_token_id), body], dim=1)
 
 
+def _hub_rows(name: str):
+    """The dataset's rows, streamed: from the cached snapshot's parquet shards when there is one (or when offline,
+    where that is the only way), else from the hub."""
+    from datasets import load_dataset
+
+    from mechrepro import hub
+
+    snap = hub.snapshot(name, "dataset")
+    files = sorted(str(p) for p in snap.glob(hub.DATASET_FILES)) if snap is not None else []
+    if files:
+        return load_dataset("parquet", data_files=files, split="train", streaming=True)
+    if hub.offline():
+        raise OSError(f"HF_HUB_OFFLINE is set and the cache {hub.cache_dir()} holds no {hub.DATASET_FILES} of "
+                      f"dataset {name!r}")
+    return load_dataset(name, split="train", streaming=True)
+
+
 def hub_tokens(name: str, n_docs: int, n_ctx: int, skip: int = 0) -> Int[Tensor, "doc pos"]:
     """``n_docs`` rows of a pre-tokenized Hugging Face dataset after the first ``skip``, cut to ``n_ctx`` tokens."""
     try:
-        from datasets import load_dataset
-
-        rows = load_dataset(name, split="train", streaming=True).skip(skip)
+        rows = _hub_rows(name).skip(skip)
         out = []
         for row in rows:
             ids = row.get("tokens", row.get("input_ids"))
@@ -66,10 +83,12 @@ def hub_tokens(name: str, n_docs: int, n_ctx: int, skip: int = 0) -> Int[Tensor,
         raise RuntimeError("the paper scale's SAE data needs the 'datasets' package (pip install datasets)") from err
     except (OSError, ConnectionError) as err:
         raise RuntimeError(
-            f"cannot load the dataset {name!r} from the Hugging Face hub ({type(err).__name__}). This machine may "
-            f"have no network: download it once where there is one (datasets.load_dataset({name!r})) and point "
-            f"HF_HOME at that cache with HF_HUB_OFFLINE=1, or run the offline smoke path (--config smoke=true)"
-        ) from None
+            f"cannot load the dataset {name!r} ({type(err).__name__}: {err}). This machine may have no network: "
+            f"fetch it once where there is one (hf download --repo-type dataset {name} --include 'data/*.parquet'), "
+            "point HF_HOME at that cache with HF_HUB_OFFLINE=1, or rehearse the path on a fabricated cache "
+            "(--config scale=paper smoke=true)") from None
+    if len(out) < n_docs:
+        raise ValueError(f"dataset {name!r} has {len(out)} rows after the first {skip}; {n_docs} are asked for")
     return torch.tensor(out)
 
 

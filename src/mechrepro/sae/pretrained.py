@@ -2,9 +2,11 @@
 
 ``gpt2-small-res-jb`` (Bloom 2024: residual-stream SAEs for every layer of GPT-2 small) is listed in SAELens's
 ``pretrained_saes.yaml`` with the L0 each SAE had; that file ships with SAELens, so the published numbers are known
-offline. Loading the weights needs the hub (``SAE.from_pretrained``); without it the error says what is missing.
-In the offline smoke run the model is ``gpt2-random`` and each SAE a seeded random SAE of the published shape: the
-whole path runs, the numbers say nothing (the claim is "not comparable").
+offline. Loading the weights needs the hub (``SAE.from_pretrained``) or a local cache of it; without either the
+error says what is missing. The offline smoke run loads them with the same call from a fabricated cache
+(:mod:`mechrepro.fabricate`: the release's files at a shrunk width, random weights): the whole path runs, the
+numbers say nothing (the claim is "not comparable"). Only a random-init model with no cache (``gpt2-random``, in
+tests) gets seeded random SAEs of the published shape instead.
 """
 
 from __future__ import annotations
@@ -25,14 +27,22 @@ def published_l0(release: str) -> dict[str, float]:
     return dict(directory[release].expected_l0)
 
 
-def load_pretrained_sae(release: str, sae_id: str, random_init: bool, d_sae: int, d_in: int, seed: int = 0):
+def load_pretrained_sae(release: str, sae_id: str, random_init: bool, d_sae: int, d_in: int, seed: int = 0,
+                        device: str = "cpu"):
     from sae_lens import SAE, StandardSAE, StandardSAEConfig
 
     if random_init:
         torch.manual_seed(seed)
-        return StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
+        print(f"{release}/{sae_id}: seeded random StandardSAE (d_in {d_in}, d_sae {d_sae}), no cache read")
+        return StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae)).to(device)
     try:
-        return SAE.from_pretrained(release, sae_id)
+        sae = SAE.from_pretrained(release, sae_id, device=device)
+        from mechrepro import hub
+
+        repo = hub.sae_release_repo(release)
+        print(f"{release}/{sae_id}: loaded by SAE.from_pretrained from {hub.snapshot(repo) or 'the hub'}"
+              f"{' -- a fabricated cache: random weights' if hub.is_fabricated(repo) else ''}")
+        return sae
     except (OSError, ConnectionError, ValueError) as err:
         raise RuntimeError(
             f"cannot load SAELens's pretrained SAE {release}/{sae_id} ({type(err).__name__}: {err}). It downloads "
@@ -51,7 +61,8 @@ def evaluate_pretrained(model: HookedTransformer, release: str, layers: list[int
         sae_id = f"blocks.{layer}.hook_resid_pre"
         if sae_id not in published:
             raise ValueError(f"{release} has no SAE {sae_id!r} (it has {sorted(published)[:3]}...)")
-        sae = load_pretrained_sae(release, sae_id, random_init, d_sae, model.cfg.d_model, seed=layer)
+        sae = load_pretrained_sae(release, sae_id, random_init, d_sae, model.cfg.d_model, seed=layer,
+                                  device=str(model.cfg.device))
         _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=sae_id)
         acts = cache[sae_id][:, 1:].flatten(0, 1).float()  # [token d_model]
         ours = float((sae.encode(acts) > 0).float().sum(-1).mean())

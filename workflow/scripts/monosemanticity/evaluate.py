@@ -7,6 +7,7 @@ import torch
 
 from mechrepro.io import log_to, read_json, save_tensors, set_threads, write_csv, write_json
 from mechrepro.models.load import best_device, is_random_weights, load_model
+from mechrepro.models.registry import get_spec
 from mechrepro.sae.data import corpus_split, training_tokens
 from mechrepro.sae.evaluate import EvalConfig, evaluate_all
 from mechrepro.sae.pretrained import evaluate_pretrained
@@ -34,7 +35,8 @@ with log_to(snakemake.log[0]):
         gpt2 = load_model(pre["model"], device=best_device())
         pre_tokens = training_tokens({**section, "dataset": pre["dataset"], "eval": {"n_docs": pre["n_docs"]}},
                                      [], gpt2.tokenizer, "heldout")
-        p = evaluate_pretrained(gpt2, pre["release"], pre["layers"], pre_tokens, is_random_weights(pre["model"]),
+        # random SAEs only for a random-init model with no cache; a (fabricated) cache is read by SAE.from_pretrained
+        p = evaluate_pretrained(gpt2, pre["release"], pre["layers"], pre_tokens, get_spec(pre["model"]).kind == "random",
                                 pre["d_sae"])
         summary |= p["summary"] | {"pretrained.rows": p["rows"]}
     write_json(out.summary, summary)
