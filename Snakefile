@@ -3,7 +3,7 @@
     snakemake --cores all                                   # toy scale (default)
     snakemake --cores 2 --config scale=ci                   # the CI subset
     snakemake --cores all --config scale=paper              # the papers' models (hub once, a GPU)
-    snakemake --cores 2 --config scale=paper smoke=true     # paper path offline, random weights
+    snakemake --cores 2 --config scale=paper smoke=true     # paper path offline: a fabricated hub cache
 
 The config of the chosen scale (workflow/config/<scale>.yaml, overridable with --config) is
 validated against workflow/schemas/config.schema.yaml before any job starts.

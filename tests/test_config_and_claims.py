@@ -60,7 +60,9 @@ def test_resolve_checks_models_and_smoke():
     cfg = scale_config("paper")
     cfg["smoke"] = True
     out = resolve(cfg)
-    assert out["induction_heads"]["main_model"] == "gpt2-random"
+    # the smoke run keeps the papers' model names (read from a fabricated cache) and shrinks only sizes
+    assert out["induction_heads"]["main_model"] == "gpt2-small" and out["monosemanticity"]["model"] == "gelu-1l"
+    assert out["fabricated_hub"]["gpt2_d_model"] == 96
     assert out["induction_heads"]["probe_lengths"] == [20]
     assert out["induction_heads"]["top_k"] == 5  # untouched keys are kept
 

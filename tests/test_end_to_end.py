@@ -292,17 +292,43 @@ def test_ci_reports_in_a_browser(workdir, ci_run):
 
 @pytest.mark.e2e
 def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir, ci_run):
-    """The paper-scale path offline: gpt2-random (GPT-2-small shape, real tokenizer), shrunk sizes."""
-    run = _snakemake(workdir, "--cores", "2", "--config", "scale=paper", "smoke=true")
+    """The paper scale rehearsed through its real code: the papers' model names, loaded by from_pretrained and
+    SAE.from_pretrained from a fabricated hub cache, every connection beyond this machine refused (and none tried),
+    in a copy of the workflow with no ../shared beside it; every paper claim "not comparable"."""
+    assert not (workdir.parent / "shared").exists()
+    net_log = workdir / "network_attempts.log"
+    env = {**os.environ, "MECHREPRO_NET_LOG": str(net_log),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).parent / "offline"),
+                                                     os.environ.get("PYTHONPATH")) if p)}
+    for k in ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "MECHREPRO_GPT2_TOKENIZER"):
+        env.pop(k, None)  # the workflow sets what the smoke run reads
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--config", "scale=paper", "smoke=true"],
+                         cwd=workdir, capture_output=True, text=True, timeout=1800, env=env)
     assert run.returncode == 0, run.stderr[-4000:]
-    claims = json.loads((workdir / "results/paper/induction_heads/claims.json").read_text())
-    status = {c["id"]: c["status"] for c in claims["claims"]}
-    assert status["gpt2_paper_induction_heads"] == "not comparable"
-    assert status["ablating_induction_heads_zero"] == "not comparable"
-    assert status["icl_jump_with_induction_heads"] == "not run"
-    assert "pass" not in status.values()
+    assert not net_log.exists() or net_log.read_text() == "", net_log.read_text()[-2000:]
+    manifest = json.loads((workdir / "results/paper/hf/fabricated.json").read_text())
+    assert {"gpt2", "NeelNanda/GELU_1L512W_C4_Code", "jbloom/GPT2-Small-SAEs-Reformatted",
+            "NeelNanda/c4-code-tokenized-2b"} <= set(manifest["checked"])
+    # the loaders that ran are the real ones, each on the fabricated cache (their jobs' logs say which)
+    logs = "\n".join(p.read_text() for p in (workdir / "results/paper/logs").glob("*.log"))
+    for loaded in ("gpt2-small: loaded by HookedTransformer.from_pretrained('gpt2')",
+                   "gelu-1l: loaded by HookedTransformer.from_pretrained('gelu-1l')",
+                   "gpt2-small-res-jb/blocks.11.hook_resid_pre: loaded by SAE.from_pretrained"):
+        assert loaded in logs and "a fabricated cache: random weights" in logs, loaded
+    assert "HookedTransformer(cfg)" not in logs and "seeded random StandardSAE" not in logs
+    # every claim about a paper's model is "not comparable" (or not run where its metric is not computed here)
+    paper_claims = {}
+    for slug in SLUGS:
+        for c in json.loads((workdir / f"results/paper/{slug}/claims.json").read_text())["claims"]:
+            if "random weights" in c["why"] or c["status"] == "not comparable":
+                paper_claims[f"{slug}.{c['id']}"] = c["status"]
+    assert paper_claims and set(paper_claims.values()) == {"not comparable"}, paper_claims
+    status = {c["id"]: c["status"] for c in json.loads(
+        (workdir / "results/paper/induction_heads/claims.json").read_text())["claims"]}
+    assert status["gpt2_paper_induction_heads"] == status["ablating_induction_heads_zero"] == "not comparable"
+    assert status["icl_jump_with_induction_heads"] == "not run" and "pass" not in status.values()
     page = next((workdir / "reports/paper").glob("*/induction_heads.html")).read_text()
-    assert "gpt2-random" in page and "smoke: random weights" in page
+    assert "gpt2-small" in page and "smoke: fabricated hub cache, random weights" in page
     ioi = {c["id"]: c["status"] for c in json.loads((workdir / "results/paper/ioi/claims.json").read_text())["claims"]}
     assert ioi["logit_difference"] == ioi["paper_circuit_faithfulness"] == "not comparable"
     assert ioi["toy_circuit_is_faithful"] == "not run" and "pass" not in ioi.values()
@@ -310,7 +336,7 @@ def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir, ci_r
     assert json.loads((workdir / "results/paper/ioi/discovery/summary.json").read_text())["n_edges"] == 32491
     summary = json.loads((workdir / "results/paper/ioi/analysis/summary.json").read_text())
     assert summary["n_prompts"] == 2 and summary["n_groups"] == 2  # one template, ABBA and BABA, GPT-2 BPE
-    assert "paper_circuit.faithfulness" in summary
+    assert summary["random_weights"] is True and "paper_circuit.faithfulness" in summary
     assert (next((workdir / "reports/paper").glob("*/ioi.html"))).read_text().count("data:image/png;base64") >= 5
     gt = {c["id"]: c["status"] for c in
           json.loads((workdir / "results/paper/greater_than/claims.json").read_text())["claims"]}
@@ -327,7 +353,8 @@ def test_paper_scale_smoke_run_reports_paper_claims_not_comparable(workdir, ci_r
             json.loads((workdir / "results/paper/monosemanticity/claims.json").read_text())["claims"]}
     assert mono["gpt2_res_jb_l0"] == "not comparable" and mono["toy_loss_recovered"] == "not run"
     mono_summary = json.loads((workdir / "results/paper/monosemanticity/analysis/summary.json").read_text())
-    assert mono_summary["sae.x1.d_sae"] == 3072  # gpt2-random's first MLP, the real GPT-2 BPE on synthetic text
+    # gelu-1l's MLP at the fabricated width (4 x 64), on its own (fabricated) pre-tokenized dataset
+    assert mono_summary["model"] == "gelu-1l" and mono_summary["sae.x1.d_sae"] == 256
     assert {r["layer"] for r in mono_summary["pretrained.rows"]} == {0, 11}
 
 

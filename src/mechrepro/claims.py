@@ -6,8 +6,8 @@ and the scales at which they are checked. Every threshold names its source. Each
 
 * ``pass`` / ``fail`` -- the comparison was made;
 * ``not run`` -- the claim is not checked at this scale, or its metric was not computed here;
-* ``not comparable`` -- a paper-model claim evaluated on random weights (the ``gpt2-random``
-  substitution): the numbers exist but say nothing about the paper.
+* ``not comparable`` -- a paper-model claim evaluated on random weights (the smoke run's fabricated hub cache,
+  known from its marker, or a random-init stand-in): the numbers exist but say nothing about the paper.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def evaluate(claims: list[Claim], metrics: dict, scale: str, random_weights: boo
         elif isinstance(ours, float) and math.isnan(ours):
             row["status"], row["why"], row["ours"] = "fail", "metric is NaN", None
         elif c.paper_model and random_weights:
-            row["status"], row["why"] = "not comparable", "random weights (gpt2-random substitution): the number says nothing about the paper"
+            row["status"], row["why"] = "not comparable", "random weights (read from a fabricated hub cache, or a random-init stand-in): the number says nothing about the paper"
         else:
             ok = COMPARATORS[c.comparator](float(ours), c.value, c.tolerance)
             row["status"] = "pass" if ok else "fail"

@@ -39,9 +39,20 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err))
 
+# The smoke run is the paper scale against a fabricated hub cache (made by the fabricate_hub_cache job, with
+# mechrepro.fabricate): the same model names, the real loaders (from_pretrained, SAE.from_pretrained, the datasets'
+# parquet shards). The environment is set here, before any job, so that every job reads that cache, offline.
+SMOKE = SCALE == "paper" and CFG["smoke"]
+FABRICATED_HUB = f"results/{SCALE}/hf/fabricated.json"
+if SMOKE:
+    from mechrepro.hub import use_cache
+
+    use_cache(os.path.dirname(FABRICATED_HUB))
+
 # The paper scale's downloads, checked before any job starts: one list of what is missing and how to provide it,
-# instead of a stack trace from deep inside a library in every job.
-if SCALE == "paper" and not CFG["smoke"]:
+# instead of a stack trace from deep inside a library in every job. (The smoke run's cache does not exist before
+# its first job: the fabricate_hub_cache job makes it and runs the same check on it.)
+if SCALE == "paper" and not SMOKE:
     from mechrepro.hub import explain, missing
 
     if _missing := missing(CFG):
@@ -121,7 +132,7 @@ def corpus_spec(wildcards):
 
 def model_files(wildcards):
     """The trained files of ``{model}`` if it is a toy model."""
-    return toy_model_files([wildcards.model])
+    return model_inputs([wildcards.model])
 
 
 def toy_recipe(wildcards):
@@ -142,9 +153,12 @@ def model_seeds(names):
     return out
 
 
-def toy_model_files(names):
-    """Trained-model files a rule needs for the toy models among ``names`` (pretrained ones need none)."""
-    return [f"{MODELS_DIR}/{n}/model.json" for n in names if get_spec(n).kind == "toy"]
+def model_inputs(names):
+    """What a job needs to load the models ``names``: a toy model's trained files; in the smoke run, the fabricated
+    hub cache for a pretrained one (elsewhere the hub or the user's cache, checked before any job)."""
+    toy = [f"{MODELS_DIR}/{n}/model.json" for n in names if get_spec(n).kind == "toy"]
+    hub = [FABRICATED_HUB] if SMOKE and any(get_spec(n).kind == "pretrained" for n in names) else []
+    return toy + hub
 
 
 # What each replication's report needs, from its declaration (filled in by workflow/rules/reports.smk, once each
@@ -193,7 +207,7 @@ DISCOVERY_SLUGS = [slug for slug, rep in REGISTRY.items() if rep.discovery]
 
 def discovery_model_files(wildcards):
     """The trained files of the models the ``{slug}`` task runs on (none for a pretrained one)."""
-    return toy_model_files(REGISTRY[wildcards.slug].all_models(CFG))
+    return model_inputs(REGISTRY[wildcards.slug].all_models(CFG))
 
 
 def discovery_section(wildcards):

@@ -6,7 +6,7 @@ GT = CFG["greater_than"]
 
 rule greater_than_analysis:
     input:
-        models=toy_model_files([GT["model"]]),
+        models=model_inputs([GT["model"]]),
     output:
         summary="results/{scale}/greater_than/analysis/summary.json",
         circuit="results/{scale}/greater_than/analysis/circuit.json",

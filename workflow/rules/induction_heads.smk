@@ -5,7 +5,7 @@ IH = CFG["induction_heads"]
 
 rule induction_heads_probes:
     input:
-        models=toy_model_files([IH["main_model"]]),
+        models=model_inputs([IH["main_model"]]),
     output:
         probes="results/{scale}/induction_heads/probes.safetensors",
     params:
@@ -53,7 +53,7 @@ rule induction_heads_phase:
 
 rule induction_heads_analysis:
     input:
-        models=toy_model_files([IH["main_model"]]),
+        models=model_inputs([IH["main_model"]]),
         probes="results/{scale}/induction_heads/probes.safetensors",
     output:
         scores="results/{scale}/induction_heads/analysis/scores.csv",

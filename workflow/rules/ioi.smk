@@ -5,7 +5,7 @@ IOI = CFG["ioi"]
 
 rule ioi_analysis:
     input:
-        models=toy_model_files([IOI["model"]]),
+        models=model_inputs([IOI["model"]]),
     output:
         summary="results/{scale}/ioi/analysis/summary.json",
         circuit="results/{scale}/ioi/analysis/circuit.json",

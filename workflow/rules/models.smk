@@ -1,4 +1,5 @@
-# The tokenizer, the corpora, the toy models trained from them, and their capability checks.
+# The tokenizer, the corpora, the toy models trained from them, and their capability checks; the smoke run's
+# fabricated hub cache.
 
 
 rule tokenizer:
@@ -10,6 +11,24 @@ rule tokenizer:
         ENV
     script:
         "../scripts/make_tokenizer.py"
+
+
+rule fabricate_hub_cache:
+    output:
+        manifest="results/{scale}/hf/fabricated.json",
+    params:
+        config=CFG,
+    log:
+        "results/{scale}/logs/fabricate_hub_cache.log",
+    benchmark:
+        "results/{scale}/benchmarks/fabricate_hub_cache.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../scripts/fabricate_hub_cache.py"
 
 
 rule corpus:
@@ -89,7 +108,7 @@ rule capabilities:
 rule models_figures:
     input:
         capabilities=expand("results/{{scale}}/models/{model}/capabilities.json", model=CAPABILITY_MODELS),
-        cards=toy_model_files(CAPABILITY_MODELS),
+        cards=model_inputs(CAPABILITY_MODELS),
     output:
         curves=report("results/{scale}/models/figures/training_curves.png", category="models"),
         capabilities=report("results/{scale}/models/figures/capabilities.png", category="models"),

@@ -46,7 +46,7 @@ rule monosemanticity_planted:
 
 rule monosemanticity_sae:
     input:
-        models=toy_model_files([MONO["model"]]),
+        models=model_inputs([MONO["model"]]),
         corpus=mono_corpus("train"),
     output:
         cfg="results/{scale}/monosemanticity/saes/x{expansion}/cfg.json",
@@ -73,7 +73,7 @@ rule monosemanticity_sae:
 
 rule monosemanticity_evaluate:
     input:
-        models=toy_model_files([MONO["model"]]),
+        models=model_inputs([MONO["model"]]),
         corpus=mono_corpus("heldout"),
         saes=expand("results/{{scale}}/monosemanticity/saes/x{expansion}/cfg.json", expansion=mono_expansions()),
         superposition="results/{scale}/monosemanticity/superposition/summary.json",
