@@ -287,7 +287,26 @@ def test_ci_reports_in_a_browser(workdir, ci_run):
     with Browser(require_chromium()) as b:
         problems = [f"{p.name}: {x}" for p in pages for x in check_report(p, browser=b, min_images=2)]
         problems += [f"index.html: {x}" for x in check_report(workdir / "reports/ci/index.html", browser=b)]
+        # the monosemanticity report's feature index: a click on a feature reaches its dashboard, offline
+        mono = next(p for p in pages if p.name == "monosemanticity.html")
+        page = b.open(mono, screenshot=False, js={"clicked": CLICK_THROUGH})
     assert problems == []
+    clicked = page.js["clicked"]
+    assert clicked and clicked["hash"] == clicked["href"] and clicked["card"] == "fd-card", clicked
+    assert abs(clicked["top"]) < 40 and "Top activations" in clicked["text"] and "Logits it raises" in clicked["text"]
+    assert not page.external and not page.console_errors, (page.external, page.console_errors)
+    assert mono.stat().st_size < 10e6  # dashboards and index included
+
+
+# Click the first linked feature of the monosemanticity report's index; where does the page land?
+CLICK_THROUGH = """(() => {
+  const a = document.querySelector('#feature-index a[href^="#feature-"]');
+  if (!a) return null;
+  a.click();
+  const card = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  return {hash: location.hash, href: a.getAttribute('href'), card: card ? card.className : null,
+          top: card ? Math.round(card.getBoundingClientRect().top) : null, text: card ? card.innerText : ''};
+})()"""
 
 
 @pytest.mark.e2e

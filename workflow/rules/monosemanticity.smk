@@ -83,6 +83,8 @@ rule monosemanticity_evaluate:
         dictionaries="results/{scale}/monosemanticity/analysis/dictionaries.csv",
         ground_truth="results/{scale}/monosemanticity/analysis/ground_truth.csv",
         features="results/{scale}/monosemanticity/analysis/features.json",
+        specificity="results/{scale}/monosemanticity/analysis/specificity.csv",
+        autointerp="results/{scale}/monosemanticity/analysis/autointerp.csv",
         tensors="results/{scale}/monosemanticity/analysis/tensors.safetensors",
     params:
         section=MONO,
@@ -110,6 +112,9 @@ rule monosemanticity_figures:
         summary="results/{scale}/monosemanticity/analysis/summary.json",
         dictionaries="results/{scale}/monosemanticity/analysis/dictionaries.csv",
         ground_truth="results/{scale}/monosemanticity/analysis/ground_truth.csv",
+        specificity="results/{scale}/monosemanticity/analysis/specificity.csv",
+        autointerp="results/{scale}/monosemanticity/analysis/autointerp.csv",
+        features="results/{scale}/monosemanticity/analysis/features.json",
         tensors="results/{scale}/monosemanticity/analysis/tensors.safetensors",
     output:
         sweep=report("results/{scale}/monosemanticity/figures/superposition_sweep.png", category="monosemanticity"),
@@ -121,6 +126,8 @@ rule monosemanticity_figures:
         density=report("results/{scale}/monosemanticity/figures/density.png", category="monosemanticity"),
         auroc=report("results/{scale}/monosemanticity/figures/auroc.png", category="monosemanticity"),
         splitting=report("results/{scale}/monosemanticity/figures/splitting.png", category="monosemanticity"),
+        splitting_latent=report("results/{scale}/monosemanticity/figures/splitting_latent.png", category="monosemanticity"),
+        interpretability=report("results/{scale}/monosemanticity/figures/interpretability.png", category="monosemanticity"),
     log:
         "results/{scale}/logs/monosemanticity_figures.log",
     conda:

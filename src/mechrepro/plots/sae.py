@@ -136,3 +136,73 @@ def planted_cosines(best_cosine: Sequence[float], summary: Mapping[str, float], 
     ax.set_title(title or f"{int(summary['planted.n_features'])} planted features in {int(summary['planted.d_model'])} "
                  f"dimensions, SAE of {int(summary['planted.d_sae'])} latents", fontsize=10)
     save(fig, path)
+
+
+def interpretability(spec: pd.DataFrame, auto: pd.DataFrame, expansion: int, path, title: str = "") -> None:
+    """The paper's two measures, features of one dictionary against the neurons: left, per latent the held-out
+    activation-weighted precision of the most specific feature and of the most specific neuron; right, the held-out
+    automated-interpretability scores of every live unit (medians marked)."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, max(3.0, 0.28 * spec["latent"].nunique() + 1.2)))
+    pick = spec[(spec["family"] == "neurons") | (spec["expansion"] == expansion)]
+    wide = pick.pivot_table(index="latent", columns="family", values="precision").reindex(columns=["neurons", "sae"])
+    wide = wide.sort_values("sae", na_position="first")
+    yy = np.arange(len(wide))
+    for i, (_, r) in enumerate(wide.iterrows()):
+        if not (np.isnan(r["neurons"]) or np.isnan(r["sae"])):
+            a1.plot([r["neurons"], r["sae"]], [i, i], color="#999", lw=1)
+    a1.scatter(wide["neurons"], yy, color="#1f77b4", label="best neuron", zorder=3)
+    a1.scatter(wide["sae"], yy, color="#e07800", label=f"best feature ({expansion}x)", zorder=3)
+    a1.set_yticks(yy, wide.index)
+    a1.set_xlim(-0.02, 1.02)
+    a1.set_xlabel("activation-weighted precision (held-out half)")
+    a1.set_title("specificity per latent")
+    a1.legend(fontsize=8, loc="lower right")
+    scores = {"neurons": auto.loc[auto["family"] == "neurons", "score"].to_numpy(),
+              f"features ({expansion}x)": auto.loc[(auto["family"] == "sae") & (auto["expansion"] == expansion),
+                                                    "score"].to_numpy()}
+    bins = np.linspace(-0.2, 1.0, 37)
+    for (label, v), color in zip(scores.items(), ("#1f77b4", "#e07800"), strict=True):
+        if len(v):
+            a2.hist(v, bins=bins, density=True, alpha=0.5, color=color, label=f"{label}: {len(v)} live, median {np.median(v):.2f}")
+            a2.axvline(np.median(v), color=color, ls="--")
+    a2.set_xlabel("held-out Pearson of simulated and true activation")
+    a2.set_title("automated interpretability (explanations: latents and pairs)")
+    a2.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    save(fig, path)
+
+
+def splitting_for_latent(split: Mapping, path, title: str = "") -> None:
+    """One latent's detectors at each dictionary size (columns), each labelled with its precision, linked to the
+    next size's by decoder cosine (line width and label; cosines below 0.2 not drawn)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    if not split or not any(s["features"] for s in split["sizes"]):
+        ax.text(0.5, 0.5, "no feature of any dictionary detects this latent", ha="center", va="center")
+        ax.axis("off")
+        save(fig, path)
+        return
+    pos = {}
+    for x, size in enumerate(split["sizes"]):
+        for k, (f, p) in enumerate(zip(size["features"], size["precision"], strict=True)):
+            pos[(size["expansion"], f)] = (x, -k)
+            ax.scatter([x], [-k], s=700, color=plt.cm.Oranges(0.25 + 0.7 * p), edgecolor="black", zorder=3)
+            ax.text(x, -k, f"{f}\n{p:.2f}", ha="center", va="center", fontsize=7, zorder=4)
+    for link in split["links"]:
+        a = next(s for s in split["sizes"] if s["expansion"] == link["from"])["features"]
+        b = next(s for s in split["sizes"] if s["expansion"] == link["to"])["features"]
+        for i, fa in enumerate(a):
+            for j, fb in enumerate(b):
+                c = link["cosine"][i][j]
+                if c >= 0.2:
+                    (x0, y0), (x1, y1) = pos[(link["from"], fa)], pos[(link["to"], fb)]
+                    ax.plot([x0, x1], [y0, y1], color="#555", lw=0.5 + 4 * c, zorder=1)
+                    ax.text(x0 + 0.3 * (x1 - x0), y0 + 0.3 * (y1 - y0), f"{c:.2f}", fontsize=7, color="#333",
+                            bbox={"fc": "white", "ec": "none", "pad": 0.5})
+    ax.set_xticks(range(len(split["sizes"])), [f"{s['expansion']}x" for s in split["sizes"]])
+    ax.set_yticks([])
+    ax.set_xlim(-0.6, len(split["sizes"]) - 0.4)
+    ax.set_ylim(-max(len(s["features"]) for s in split["sizes"]) + 0.4, 0.6)
+    ax.set_title(title or f"feature splitting: {split['latent']} (node: feature id and precision; edge: decoder cosine)",
+                 fontsize=9)
+    save(fig, path)

@@ -5,10 +5,11 @@ For each dictionary size: L0, the fraction of variance unexplained, the cross-en
 SAE's reconstruction replaces the MLP's neurons (zero ablation = 0%, the clean model = 100%, as in Nanda's open
 replication), dead and dense features and the feature-density histogram. Then:
 
-* **ground-truth monosemanticity**: the synthetic corpus records, for every token, latent variables ("this token
-  is a name", "a year's two digits", "inside an IOI narrative", "second occurrence of a repeated span", ...). For
-  each, the AUROC of the best SAE feature and of the best single neuron as detectors of it: "features are more
-  monosemantic than neurons" becomes a number;
+* **the paper's measures of "more interpretable"** against the ground truth the synthetic corpus records for every
+  token (latent variables: "this token is a name", "a year's two digits", "inside an IOI narrative", ...):
+  specificity and automated interpretability with the latents as explanations (:mod:`.interpretability`); the
+  AUROC of the best feature and the best neuron as detectors of each latent, kept as a diagnostic;
+* **feature dashboards** for the largest dictionary (:mod:`.dashboard`);
 * **feature splitting**: features of the smallest and the largest dictionary matched by decoder cosine;
 * **top-activating contexts** of the best feature for each latent (token strings; the report escapes them);
 * **steering**: one interpretable feature clamped high, and what happens to the next-token predictions.
@@ -26,6 +27,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from mechrepro.data.corpus import FAMILIES, ROLES
+from mechrepro.sae import dashboard as D
+from mechrepro.sae import interpretability as I
 from mechrepro.sae import metrics as M
 from mechrepro.sae.train import MLP_HOOK
 
@@ -249,8 +252,80 @@ def evaluate_all(model: HookedTransformer, saes: dict[int, object], tokens: Int[
         summary |= {"steering.largest.mass_before": steering[-1]["mass_before"],
                     "steering.largest.mass_after": steering[-1]["mass_after"],
                     "steering.largest.mass_ratio": steering[-1]["mass_ratio"]}
+    spec, auto = [], []  # the paper's measures, every family, on held-out halves of the documents
+    if labels:
+        halves = I.Halves.by_document(tokens.shape[0], tokens.shape[1] - 1, seed=0)
+        for family, e, a in [("neurons", None, acts), *(("sae", e, feats[e]) for e in sorted(saes))]:
+            spec += [{**r, "expansion": e} for r in I.specificity({family: a}, labels, halves)]
+            auto += [{**r, "expansion": e} for r in I.automated_interpretability({family: a}, labels, halves)]
+        pick = (None, large)
+        summary |= I.summarize([r for r in spec if r["expansion"] in pick], [r for r in auto if r["expansion"] in pick],
+                               "sae")
+    split_latent = splitting_for_latent(saes, feats, labels, cfg.steer_latent) if labels and small != large else {}
+    named = [st["feature"] for st in steering if st["dictionary"] == f"x{large}"]
+    dashboards = _dashboards(model, saes[large], feats[large], body, labels, auto, large, named, vocab, cfg, hook)
     return {"summary": summary, "dictionaries": rows, "ground_truth": truth, "contexts": contexts,
-            "splitting": splitting, "splitting_cos": split_cos, "steering": steering, "frequencies": freqs}
+            "splitting": splitting, "splitting_cos": split_cos, "steering": steering, "frequencies": freqs,
+            "specificity": spec, "autointerp": auto, "dashboards": dashboards, "split_latent": split_latent}
+
+
+def splitting_for_latent(saes: dict[int, object], feats: dict[int, Tensor], labels: dict[str, Tensor], latent: str,
+                         n: int = 3) -> dict:
+    """Feature splitting made visible for one latent (Bricken et al., "Feature Splitting"): at each dictionary size,
+    the ``n`` features most specific to it (activation-weighted precision on the held-out tokens, among features
+    that fire on at least :data:`interpretability.MIN_RECALL` of its tokens), and the decoder cosine of every
+    feature with every one of the next size's. Empty where the latent is absent from the sample."""
+    if latent not in labels:
+        return {}
+    y = labels[latent][:, None]
+    sizes = []
+    for e in sorted(saes):
+        prec = I.activation_weighted_precision(feats[e], y)[:, 0]
+        rec = I.firing_recall(feats[e], y)[:, 0]
+        ok = (rec >= I.MIN_RECALL) & ~prec.isnan()
+        order = [int(i) for i in prec.where(ok, torch.tensor(-1.0)).argsort(descending=True)[:n] if ok[i]]
+        sizes.append({"expansion": e, "features": order, "precision": [float(prec[i]) for i in order],
+                      "recall": [float(rec[i]) for i in order]})
+    links = []
+    for a, b in zip(sizes, sizes[1:], strict=False):
+        if a["features"] and b["features"]:
+            cos = M.cosine_matrix(saes[a["expansion"]].W_dec.detach()[a["features"]],
+                                  saes[b["expansion"]].W_dec.detach()[b["features"]])
+            links.append({"from": a["expansion"], "to": b["expansion"], "cosine": cos.tolist()})
+    return {"latent": latent, "description": LATENTS[latent][0], "sizes": sizes, "links": links}
+
+
+def _dashboards(model: HookedTransformer, sae, feats: Tensor, body: Tensor, labels: dict, auto: list[dict],
+                expansion: int, named: list[int], vocab, cfg: EvalConfig, hook: str) -> dict:
+    """The largest dictionary's feature index (every live feature) and the dashboards of the 20 features most
+    interpretable by the held-out automated-interpretability score (without latents: the most frequent), every
+    feature a claim names and 5 drawn at random."""
+    dictionary = f"x{expansion}"
+    freq = M.firing_frequency(feats)
+    live = (freq > 0).nonzero().flatten().tolist()
+    scores = {r["unit"]: r for r in auto if r["expansion"] == expansion}
+    specific: dict[int, tuple[str, float]] = {}
+    if labels:
+        names = list(labels)
+        y = torch.stack([labels[n] for n in names], 1)
+        prec, rec = I.activation_weighted_precision(feats, y), I.firing_recall(feats, y)
+        prec = prec.where((rec >= I.MIN_RECALL) & ~prec.isnan(), torch.tensor(-1.0))
+        best = prec.max(1)
+        specific = {f: (names[j], p) for f, (p, j) in enumerate(zip(best.values.tolist(), best.indices.tolist(),
+                                                                   strict=True)) if p >= 0}
+    rows = [{"dictionary": dictionary, "feature": f, "density": float(freq[f]), "max_act": float(feats[:, f].max()),
+             "latent": specific.get(f, (None, None))[0], "precision": specific.get(f, (None, None))[1],
+             "explanation": scores[f]["explanation"] if f in scores else None,
+             "score": scores[f]["score"] if f in scores else None} for f in live]
+    rank = {f: scores[f]["score"] for f in live if f in scores} or {f: float(freq[f]) for f in live}
+    D.check_ids(named, feats.shape[1], dictionary)
+    chosen = D.choose(rank, [f for f in named if f in live], seed=0)
+    layer = int(hook.split(".")[1])
+    with torch.inference_mode():
+        dirs = sae.W_dec[chosen].float() @ model.blocks[layer].mlp.W_out.float() @ model.W_U.float()  # [chosen vocab]
+    cards = [D.feature_card(f, feats[:, f], sae.W_dec[f].detach(), dirs[i], body, vocab, dictionary,
+                            k=cfg.n_contexts, window=cfg.context_window) for i, f in enumerate(chosen)]
+    return {"dictionary": dictionary, "index": rows, "cards": cards}
 
 
 def _top_tokens(feature_acts: Tensor, body: Tensor, vocab, k: int = 5) -> list[str]:

@@ -52,11 +52,19 @@ def load_pretrained_sae(release: str, sae_id: str, random_init: bool, d_sae: int
 
 @torch.inference_mode()
 def evaluate_pretrained(model: HookedTransformer, release: str, layers: list[int], tokens: Int[Tensor, "doc pos"],
-                        random_init: bool, d_sae: int = 24576) -> dict:
+                        random_init: bool, d_sae: int = 24576, n_cards: int = 10) -> dict:
     """Per layer: our L0 of the release's residual-stream SAE on ``tokens`` (every position but BOS) against the
-    published one; and their mean relative error."""
+    published one; and their mean relative error. Also each SAE's feature dashboards (:mod:`.dashboard`: density,
+    contexts, logit effects ``W_dec W_U``; no latents in this text) for its ``n_cards`` most frequent features and 5
+    drawn at random."""
+    from mechrepro.sae import dashboard as D
+
     published = published_l0(release)
-    rows = []
+    rows, cards = [], []
+    body = tokens[:, 1:]
+
+    def vocab(ids):
+        return [model.tokenizer.decode([int(i)]) for i in ids]
     for layer in layers:
         sae_id = f"blocks.{layer}.hook_resid_pre"
         if sae_id not in published:
@@ -65,8 +73,16 @@ def evaluate_pretrained(model: HookedTransformer, release: str, layers: list[int
                                   device=str(model.cfg.device))
         _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=sae_id)
         acts = cache[sae_id][:, 1:].flatten(0, 1).float()  # [token d_model]
-        ours = float((sae.encode(acts) > 0).float().sum(-1).mean())
+        feats = sae.encode(acts).float().cpu()  # [token d_sae]
+        ours = float((feats > 0).float().sum(-1).mean())
         rows.append({"layer": layer, "sae_id": sae_id, "l0": ours, "published_l0": published[sae_id],
                      "relative_error": abs(ours - published[sae_id]) / published[sae_id]})
-    return {"rows": rows, "summary": {"pretrained.l0_relative_error": sum(r["relative_error"] for r in rows) / len(rows),
-                                      **{f"pretrained.l0.layer{r['layer']}": r["l0"] for r in rows}}}
+        freq = (feats > 0).float().mean(0)
+        live = {int(f): float(freq[f]) for f in (freq > 0).nonzero().flatten()}
+        chosen = D.choose(live, [], n_best=n_cards, n_random=5, seed=layer)
+        dirs = sae.W_dec[chosen].float() @ model.W_U.float()  # [chosen vocab]: a residual direction's logits
+        cards += [D.feature_card(f, feats[:, f], sae.W_dec[f].detach().cpu(), dirs[i].cpu(), body.cpu(), vocab,
+                                 f"L{layer}") for i, f in enumerate(chosen)]
+    return {"rows": rows, "cards": cards,
+            "summary": {"pretrained.l0_relative_error": sum(r["relative_error"] for r in rows) / len(rows),
+                        **{f"pretrained.l0.layer{r['layer']}": r["l0"] for r in rows}}}

@@ -14,6 +14,9 @@ from mechrepro.sae.pretrained import evaluate_pretrained
 from mechrepro.sae.train import load_sae
 
 snakemake = snakemake  # noqa: F821 (injected by Snakemake)
+# long tables with explicit columns (empty, with their header, where the dataset records no latents)
+SPECIFICITY = ["latent", "family", "expansion", "unit", "precision_select", "precision", "recall"]
+AUTOINTERP = ["family", "expansion", "unit", "explanation", "score_select", "score"]
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
 
 with log_to(snakemake.log[0]):
@@ -39,10 +42,14 @@ with log_to(snakemake.log[0]):
         p = evaluate_pretrained(gpt2, pre["release"], pre["layers"], pre_tokens, get_spec(pre["model"]).kind == "random",
                                 pre["d_sae"])
         summary |= p["summary"] | {"pretrained.rows": p["rows"]}
+        r["dashboards"]["pretrained"] = p["cards"]
     write_json(out.summary, summary)
     write_csv(out.dictionaries, pd.DataFrame(r["dictionaries"]))
     write_csv(out.ground_truth, pd.DataFrame(r["ground_truth"]))
-    write_json(out.features, {"contexts": r["contexts"], "splitting": r["splitting"], "steering": r["steering"]})
+    write_csv(out.specificity, pd.DataFrame(r["specificity"], columns=SPECIFICITY))
+    write_csv(out.autointerp, pd.DataFrame(r["autointerp"], columns=AUTOINTERP))
+    write_json(out.features, {"contexts": r["contexts"], "splitting": r["splitting"], "steering": r["steering"],
+                              "dashboards": r["dashboards"], "split_latent": r["split_latent"]})
     save_tensors(out.tensors, {f"freq.x{e}": f for e, f in r["frequencies"].items()} | {
         "splitting_cos": r["splitting_cos"] if r["splitting_cos"] is not None else torch.zeros(1, 1)})
     print({k: v for k, v in summary.items() if not isinstance(v, (list, dict))})

@@ -34,6 +34,16 @@ with log_to(snakemake.log[0]):
         ax.text(0.5, 0.5, "no latent variables recorded for this dataset", ha="center", va="center")
         ax.axis("off")
         save(f, out.auroc)
+    spec, auto = pd.read_csv(inp.specificity), pd.read_csv(inp.autointerp)
+    if len(spec) and len(auto):
+        fig.interpretability(spec, auto, large, out.interpretability,
+                             title=f"{model}: features ({large}x) vs neurons, in the paper's measures")
+    else:
+        f, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no latent variables recorded for this dataset", ha="center", va="center")
+        ax.axis("off")
+        save(f, out.interpretability)
+    fig.splitting_for_latent(read_json(inp.features).get("split_latent", {}), out.splitting_latent)
     if t["splitting_cos"].numel() > 1:
         fig.feature_splitting(t["splitting_cos"], out.splitting,
                               labels=(f"{int(table['expansion'].min())}x", f"{large}x"),
