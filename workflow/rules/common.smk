@@ -120,6 +120,11 @@ def mono_training():
     return {k: CFG["monosemanticity"][k] for k in keep}
 
 
+def mono_models():
+    """The models the monosemanticity evaluation loads: its model and the probed ones."""
+    return [CFG["monosemanticity"]["model"], *CFG["monosemanticity"].get("probes", {}).get("models", [])]
+
+
 def mono_expansions():
     """The SAE dictionary sizes, as multiples of the MLP's width."""
     return [d["expansion"] for d in CFG["monosemanticity"]["dictionaries"]]

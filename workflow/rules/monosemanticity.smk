@@ -73,7 +73,7 @@ rule monosemanticity_sae:
 
 rule monosemanticity_evaluate:
     input:
-        models=model_inputs([MONO["model"]]),
+        models=model_inputs(mono_models()),
         corpus=mono_corpus("heldout"),
         saes=expand("results/{{scale}}/monosemanticity/saes/x{expansion}/cfg.json", expansion=mono_expansions()),
         superposition="results/{scale}/monosemanticity/superposition/summary.json",
@@ -85,6 +85,7 @@ rule monosemanticity_evaluate:
         features="results/{scale}/monosemanticity/analysis/features.json",
         specificity="results/{scale}/monosemanticity/analysis/specificity.csv",
         autointerp="results/{scale}/monosemanticity/analysis/autointerp.csv",
+        probes="results/{scale}/monosemanticity/analysis/probes.csv",
         tensors="results/{scale}/monosemanticity/analysis/tensors.safetensors",
     params:
         section=MONO,
@@ -114,6 +115,7 @@ rule monosemanticity_figures:
         ground_truth="results/{scale}/monosemanticity/analysis/ground_truth.csv",
         specificity="results/{scale}/monosemanticity/analysis/specificity.csv",
         autointerp="results/{scale}/monosemanticity/analysis/autointerp.csv",
+        probes="results/{scale}/monosemanticity/analysis/probes.csv",
         features="results/{scale}/monosemanticity/analysis/features.json",
         tensors="results/{scale}/monosemanticity/analysis/tensors.safetensors",
     output:
@@ -128,6 +130,7 @@ rule monosemanticity_figures:
         splitting=report("results/{scale}/monosemanticity/figures/splitting.png", category="monosemanticity"),
         splitting_latent=report("results/{scale}/monosemanticity/figures/splitting_latent.png", category="monosemanticity"),
         interpretability=report("results/{scale}/monosemanticity/figures/interpretability.png", category="monosemanticity"),
+        probes=report("results/{scale}/monosemanticity/figures/probes.png", category="monosemanticity"),
     log:
         "results/{scale}/logs/monosemanticity_figures.log",
     conda:

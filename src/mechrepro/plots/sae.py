@@ -206,3 +206,33 @@ def splitting_for_latent(split: Mapping, path, title: str = "") -> None:
     ax.set_title(title or f"feature splitting: {split['latent']} (node: feature id and precision; edge: decoder cosine)",
                  fontsize=9)
     save(fig, path)
+
+
+def probes(table: pd.DataFrame, path, title: str = "") -> None:
+    """Linear probes per latent (rows) and site (columns: each model's residual stream after each layer, the MLP
+    neurons, the best single SAE feature): balanced accuracy on held-out documents, and selectivity (accuracy minus
+    the control task's); a cross marks a probe within noise of its shuffled-label control."""
+    t = table.copy()
+    t["column"] = [f"{m}\nfeature" if s == "best SAE feature" else (f"{m}\nneurons" if s == "neurons" else f"{m}\nL{int(la)}")
+                   for m, s, la in zip(t["model"], t["site"], t["layer"], strict=True)]
+    cols = list(dict.fromkeys(t["column"]))
+    latents = sorted(t["latent"].unique())
+    acc = t.pivot_table(index="latent", columns="column", values="accuracy").reindex(index=latents, columns=cols)
+    sel = t[t["selectivity"].notna()].pivot_table(index="latent", columns="column", values="selectivity")
+    sel = sel.reindex(index=latents, columns=[c for c in cols if c in sel.columns])
+    fig, axes = plt.subplots(1, 2, figsize=(3 + 0.75 * (len(cols) + sel.shape[1]), 0.32 * len(latents) + 2.2),
+                             gridspec_kw={"width_ratios": [len(cols), max(1, sel.shape[1])]})
+    for ax, data, label, vmin, cmap in ((axes[0], acc, "balanced accuracy", 0.5, "viridis"),
+                                        (axes[1], sel, "selectivity (vs control task)", 0.0, "magma")):
+        im = ax.imshow(data.to_numpy(dtype=float), aspect="auto", vmin=vmin, vmax=1.0 if vmin else 0.5, cmap=cmap)
+        ax.set_xticks(range(data.shape[1]), data.columns, fontsize=7)
+        ax.set_yticks(range(len(latents)), latents if ax is axes[0] else [""] * len(latents), fontsize=8)
+        ax.set_title(label, fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.04)
+    noisy = t[t["within_noise"].astype(str) == "True"]
+    for _, r in noisy.iterrows():
+        axes[0].text(cols.index(r["column"]), latents.index(r["latent"]), "x", ha="center", va="center",
+                     color="red", fontsize=10, fontweight="bold")
+    if title:
+        fig.suptitle(title + "  (x: within noise of the shuffled-label control)", fontsize=10)
+    save(fig, path)

@@ -184,9 +184,12 @@ def feature_splitting(dec_small: Tensor, dec_large: Tensor, feats_large: Tensor,
 
 
 def evaluate_all(model: HookedTransformer, saes: dict[int, object], tokens: Int[Tensor, "doc pos"],
-                 latents: dict[str, Tensor] | None, cfg: EvalConfig, hook: str = MLP_HOOK) -> dict:
+                 latents: dict[str, Tensor] | None, cfg: EvalConfig, hook: str = MLP_HOOK,
+                 probe_models: dict[str, HookedTransformer] | None = None) -> dict:
     """Everything the report shows about the SAEs (``saes``: expansion -> SAE). ``latents`` None (a dataset
-    without ground truth, e.g. the paper scale's): no AUROC, contexts of the most frequent features instead."""
+    without ground truth, e.g. the paper scale's): no AUROC, contexts of the most frequent features instead.
+    ``probe_models``: name -> model whose residual stream is probed for the latents (the SAEs' model also at its
+    neurons), beside the best SAE feature (:mod:`.probes`)."""
     from mechrepro.sae.train import mlp_activations
 
     acts = mlp_activations(model, tokens, hook)  # [token d_mlp]
@@ -262,11 +265,18 @@ def evaluate_all(model: HookedTransformer, saes: dict[int, object], tokens: Int[
         summary |= I.summarize([r for r in spec if r["expansion"] in pick], [r for r in auto if r["expansion"] in pick],
                                "sae")
     split_latent = splitting_for_latent(saes, feats, labels, cfg.steer_latent) if labels and small != large else {}
+    probes = []
+    if labels and probe_models:
+        from mechrepro.sae.probes import latent_probes
+
+        probes = latent_probes({n: (m, hook if m is model else None) for n, m in probe_models.items()}, tokens, labels,
+                               feats[large], f"x{large}")
     named = [st["feature"] for st in steering if st["dictionary"] == f"x{large}"]
     dashboards = _dashboards(model, saes[large], feats[large], body, labels, auto, large, named, vocab, cfg, hook)
     return {"summary": summary, "dictionaries": rows, "ground_truth": truth, "contexts": contexts,
             "splitting": splitting, "splitting_cos": split_cos, "steering": steering, "frequencies": freqs,
-            "specificity": spec, "autointerp": auto, "dashboards": dashboards, "split_latent": split_latent}
+            "specificity": spec, "autointerp": auto, "dashboards": dashboards, "split_latent": split_latent,
+            "probes": probes}
 
 
 def splitting_for_latent(saes: dict[int, object], feats: dict[int, Tensor], labels: dict[str, Tensor], latent: str,

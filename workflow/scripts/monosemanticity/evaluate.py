@@ -17,6 +17,8 @@ snakemake = snakemake  # noqa: F821 (injected by Snakemake)
 # long tables with explicit columns (empty, with their header, where the dataset records no latents)
 SPECIFICITY = ["latent", "family", "expansion", "unit", "precision_select", "precision", "recall"]
 AUTOINTERP = ["family", "expansion", "unit", "explanation", "score_select", "score"]
+PROBES = ["model", "site", "layer", "feature", "latent", "accuracy", "shuffled_max", "control", "selectivity",
+          "within_noise"]
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
 
 with log_to(snakemake.log[0]):
@@ -30,7 +32,9 @@ with log_to(snakemake.log[0]):
         tokens, latents = data["tokens"], data
     else:
         tokens, latents = training_tokens(section, inp.corpus, model.tokenizer, "heldout"), None
-    r = evaluate_all(model, saes, tokens, latents, cfg, section["hook"])
+    probed = {m: model if m == section["model"] else load_model(m, models_dir=params.models_dir, device=best_device())
+              for m in section.get("probes", {}).get("models", [])}
+    r = evaluate_all(model, saes, tokens, latents, cfg, section["hook"], probed)
     summary = {"model": section["model"], "random_weights": is_random_weights(section["model"]), **r["summary"],
                **read_json(inp.superposition), **read_json(inp.planted)}
     if "pretrained" in section:  # the paper scale: SAELens's published SAEs on their own model
@@ -48,6 +52,7 @@ with log_to(snakemake.log[0]):
     write_csv(out.ground_truth, pd.DataFrame(r["ground_truth"]))
     write_csv(out.specificity, pd.DataFrame(r["specificity"], columns=SPECIFICITY))
     write_csv(out.autointerp, pd.DataFrame(r["autointerp"], columns=AUTOINTERP))
+    write_csv(out.probes, pd.DataFrame(r["probes"], columns=PROBES))
     write_json(out.features, {"contexts": r["contexts"], "splitting": r["splitting"], "steering": r["steering"],
                               "dashboards": r["dashboards"], "split_latent": r["split_latent"]})
     save_tensors(out.tensors, {f"freq.x{e}": f for e, f in r["frequencies"].items()} | {

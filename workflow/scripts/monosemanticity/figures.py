@@ -44,6 +44,14 @@ with log_to(snakemake.log[0]):
         ax.axis("off")
         save(f, out.interpretability)
     fig.splitting_for_latent(read_json(inp.features).get("split_latent", {}), out.splitting_latent)
+    probe_table = pd.read_csv(inp.probes)
+    if len(probe_table):
+        fig.probes(probe_table, out.probes, title=f"linear probes for the corpus's latents (best feature: {large}x)")
+    else:
+        f, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no probes: this dataset records no latent variables", ha="center", va="center")
+        ax.axis("off")
+        save(f, out.probes)
     if t["splitting_cos"].numel() > 1:
         fig.feature_splitting(t["splitting_cos"], out.splitting,
                               labels=(f"{int(table['expansion'].min())}x", f"{large}x"),
