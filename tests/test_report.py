@@ -28,3 +28,17 @@ def test_claims_frame_shows_threshold_source():
              "threshold_source": "our bar", "ours": 0.7, "status": "pass", "why": "0.7 >= 0.5"}]
     df = claims_frame({"claims": rows})
     assert df.loc[0, "threshold"] == ">= 0.5 (our bar)"
+
+
+def test_control_characters_from_a_tokenizer_never_reach_the_html():
+    """A token can decode to NUL or ESC (the smoke run's fabricated tokenizer did): every path that puts model
+    strings into a report shows them as control pictures, never as raw control bytes."""
+    import re
+
+    from mechrepro.report import escape
+    from mechrepro.sae.metrics import render_context_html
+
+    out = (escape("a\x00b\x1b[0m") + html_table(pd.DataFrame({"t": ["\x00\x7f"]}))
+           + render_context_html(["\x00", "x\x08"], [1.0, 0.5]))
+    assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", out)
+    assert "␀" in out and "␛" in out and "␡" in out and "␈" in out

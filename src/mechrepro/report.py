@@ -25,12 +25,20 @@ STATUS_ORDER = ("pass", "fail", "not run", "not comparable")
 # as no syntax (no ![](url) image, no [link](javascript:...)).
 _INERT = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
           **{c: f"&#{ord(c)};" for c in "\\`*_{}[]()#+-.!|~:"}}
+# Control characters (a tokenizer can decode a token to NUL or ESC) are not allowed in HTML text: shown as their
+# Unicode control pictures (U+2400...), so "\x00" reads as ␀; tab, newline and carriage return are left alone.
+CONTROL_PICTURES = {chr(i): chr(0x2400 + i) for i in range(32) if chr(i) not in "\t\n\r"} | {"\x7f": "\u2421"}
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters replaced by their control pictures (see :data:`CONTROL_PICTURES`)."""
+    return "".join(CONTROL_PICTURES.get(c, c) for c in text)
 
 
 def escape(text) -> str:
     """``text`` made inert in both HTML and Markdown outputs. For every string a notebook interpolates into
     ``HTML(...)`` or ``Markdown(...)``."""
-    return "".join(_INERT.get(c, c) for c in str(text))
+    return "".join(_INERT.get(c, CONTROL_PICTURES.get(c, c)) for c in str(text))
 
 
 def html_table(df: pd.DataFrame, classes: str = "mr", status_col: str | None = None) -> str:
@@ -41,7 +49,7 @@ def html_table(df: pd.DataFrame, classes: str = "mr", status_col: str | None = N
         cls = ""
         if status_col:
             cls = f' class="st-{re.sub(r"[^a-z]+", "-", str(r[status_col]).lower())}"'
-        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r.to_numpy())
+        cells = "".join(f"<td>{html.escape(visible(_fmt(v)))}</td>" for v in r.to_numpy())
         rows.append(f"<tr{cls}>{cells}</tr>")
     return f'<table class="{html.escape(classes)}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 

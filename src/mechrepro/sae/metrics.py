@@ -26,6 +26,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from mechrepro.report import visible
+
 # Not a number from Bricken et al., whose density histograms are read by eye: "dense" = firing on more than 10% of
 # tokens is the cut later SAE evaluations use for the dense, hard-to-interpret features. A parameter everywhere.
 DENSE_THRESHOLD = 0.1
@@ -394,6 +396,6 @@ def render_context_html(tokens: list[str], acts: list[float], target: int | None
         style = f"background-color: rgba(255, 120, 0, {alpha:.3f});"
         if i == target:
             style += " outline: 1px solid #000; font-weight: bold;"
-        text = html.escape(tok, quote=True).replace("\n", "\u21b5")
+        text = html.escape(visible(tok.replace("\n", "\u21b5")), quote=True)
         spans.append(f'<span style="{style}" title="{x:.4g}">{text}</span>')
     return '<div class="sae-context" style="font-family: monospace; white-space: pre-wrap;">' + "".join(spans) + "</div>"
