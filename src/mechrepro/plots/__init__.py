@@ -21,6 +21,15 @@ def save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
+def placeholder(path: str | Path, text: str) -> None:
+    """A small figure that says why there is nothing to draw (e.g. a dataset without latents), so that a report's
+    figure is never missing."""
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+    save(fig, path)
+
+
 def head_heatmap(ax, values: np.ndarray, title: str, vmin: float = 0.0, vmax: float | None = None,
                  cmap: str = "viridis", annotate: bool = True):
     """values: [layer head]; layers on the y axis, heads on the x axis, as in the papers."""

@@ -1,11 +1,10 @@
 """Figures of the monosemanticity replication (rule `monosemanticity_figures`)."""
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from mechrepro.io import load_tensors, log_to, read_json
+from mechrepro.plots import placeholder
 from mechrepro.plots import sae as fig
-from mechrepro.plots import save
 from mechrepro.plots import superposition as sup
 
 snakemake = snakemake  # noqa: F821 (injected by Snakemake)
@@ -30,34 +29,22 @@ with log_to(snakemake.log[0]):
         fig.auroc_dumbbell(truth.rename(columns={f"auroc_x{large}": "sae_auroc", "auroc_neurons": "neuron_auroc"}),
                            out.auroc, title=f"{model}: best detector of each latent ({large}x dictionary vs neurons)")
     else:
-        f, ax = plt.subplots(figsize=(5, 2))
-        ax.text(0.5, 0.5, "no latent variables recorded for this dataset", ha="center", va="center")
-        ax.axis("off")
-        save(f, out.auroc)
+        placeholder(out.auroc, "no latent variables recorded for this dataset")
     spec, auto = pd.read_csv(inp.specificity), pd.read_csv(inp.autointerp)
     if len(spec) and len(auto):
         fig.interpretability(spec, auto, large, out.interpretability,
                              title=f"{model}: features ({large}x) vs neurons, in the paper's measures")
     else:
-        f, ax = plt.subplots(figsize=(5, 2))
-        ax.text(0.5, 0.5, "no latent variables recorded for this dataset", ha="center", va="center")
-        ax.axis("off")
-        save(f, out.interpretability)
+        placeholder(out.interpretability, "no latent variables recorded for this dataset")
     fig.splitting_for_latent(read_json(inp.features).get("split_latent", {}), out.splitting_latent)
     probe_table = pd.read_csv(inp.probes)
     if len(probe_table):
         fig.probes(probe_table, out.probes, title=f"linear probes for the corpus's latents (best feature: {large}x)")
     else:
-        f, ax = plt.subplots(figsize=(5, 2))
-        ax.text(0.5, 0.5, "no probes: this dataset records no latent variables", ha="center", va="center")
-        ax.axis("off")
-        save(f, out.probes)
+        placeholder(out.probes, "no probes: this dataset records no latent variables")
     if t["splitting_cos"].numel() > 1:
         fig.feature_splitting(t["splitting_cos"], out.splitting,
                               labels=(f"{int(table['expansion'].min())}x", f"{large}x"),
                               title=f"{model}: feature splitting")
     else:
-        f, ax = plt.subplots(figsize=(5, 2))
-        ax.text(0.5, 0.5, "one dictionary size: nothing to split", ha="center", va="center")
-        ax.axis("off")
-        save(f, out.splitting)
+        placeholder(out.splitting, "one dictionary size: nothing to split")
