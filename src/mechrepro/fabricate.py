@@ -61,7 +61,9 @@ def _write_repo(hub: Path, repo_type: str, repo_id: str, files: dict[str, bytes]
     """Write one repository in the cache layout under ``hub``; returns its folder and (deterministic) revision."""
     blobs = {path: _blob_name(path, data) for path, data in files.items()}
     revision = hashlib.sha1(_json(sorted(blobs.items()))).hexdigest()
-    folder = hub / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    from mechrepro.hub import repo_folder
+
+    folder = repo_folder(repo_id, repo_type, hub)
     (folder / "blobs").mkdir(parents=True)
     (folder / "refs").mkdir()
     (folder / "refs" / "main").write_text(revision)  # the hub writes no newline
@@ -271,9 +273,9 @@ def is_fabricated(config: str | Path | dict[str, Any]) -> bool:
 def cached_repo(repo_id: str, repo_type: str = "model", hub: str | Path | None = None) -> Path:
     """The cache folder of a repository (``<hub>/models--org--name``); ``hub`` defaults to the one
     ``huggingface_hub`` would use (:func:`mechrepro.hub.cache_dir`)."""
-    from mechrepro.hub import cache_dir
+    from mechrepro.hub import repo_folder
 
-    return Path(hub or cache_dir()) / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    return repo_folder(repo_id, repo_type, hub)
 
 
 def fabricate_for(cfg: dict, root: str | Path) -> dict[str, Any]:

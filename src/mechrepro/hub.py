@@ -117,10 +117,15 @@ def requirements(cfg: dict) -> list[HubRepo]:
     return list(out.values())
 
 
+def repo_folder(repo_id: str, repo_type: str = "model", cache: str | Path | None = None) -> Path:
+    """A repository's folder in the hub cache: ``<cache>/models--org--name`` (``datasets--`` for a dataset)."""
+    return Path(cache or cache_dir()) / f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+
 def snapshot(repo_id: str, repo_type: str = "model", cache: Path | None = None) -> Path | None:
     """The cached snapshot ``huggingface_hub`` would read offline: ``snapshots/<revision>`` with the revision
     ``refs/main`` names (else the only snapshot there is); None when there is none."""
-    folder = (cache or cache_dir()) / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    folder = repo_folder(repo_id, repo_type, cache)
     ref = folder / "refs" / "main"
     if ref.is_file():
         snap = folder / "snapshots" / ref.read_text().strip()

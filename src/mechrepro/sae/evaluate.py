@@ -290,10 +290,8 @@ def splitting_for_latent(saes: dict[int, object], feats: dict[int, Tensor], labe
     y = labels[latent][:, None]
     sizes = []
     for e in sorted(saes):
-        prec = I.activation_weighted_precision(feats[e], y)[:, 0]
-        rec = I.firing_recall(feats[e], y)[:, 0]
-        ok = (rec >= I.MIN_RECALL) & ~prec.isnan()
-        order = [int(i) for i in prec.where(ok, torch.tensor(-1.0)).argsort(descending=True)[:n] if ok[i]]
+        prec, rec = (v[:, 0] for v in I.qualified_precision(feats[e], y))
+        order = [int(i) for i in prec.argsort(descending=True)[:n] if prec[i] >= 0]
         sizes.append({"expansion": e, "features": order, "precision": [float(prec[i]) for i in order],
                       "recall": [float(rec[i]) for i in order]})
     links = []
@@ -318,9 +316,7 @@ def _dashboards(model: HookedTransformer, sae, feats: Tensor, body: Tensor, labe
     if labels:
         names = list(labels)
         y = torch.stack([labels[n] for n in names], 1)
-        prec, rec = I.activation_weighted_precision(feats, y), I.firing_recall(feats, y)
-        prec = prec.where((rec >= I.MIN_RECALL) & ~prec.isnan(), torch.tensor(-1.0))
-        best = prec.max(1)
+        best = I.qualified_precision(feats, y)[0].max(1)
         specific = {f: (names[j], p) for f, (p, j) in enumerate(zip(best.values.tolist(), best.indices.tolist(),
                                                                    strict=True)) if p >= 0}
     rows = [{"dictionary": dictionary, "feature": f, "density": float(freq[f]), "max_act": float(feats[:, f].max()),

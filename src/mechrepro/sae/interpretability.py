@@ -68,6 +68,14 @@ def firing_recall(acts: Float[Tensor, "token unit"], labels: Bool[Tensor, "token
     return ((fires.T @ labels.double()) / labels.double().sum(0).clamp(min=1)).float()
 
 
+def qualified_precision(acts: Float[Tensor, "token unit"], labels: Bool[Tensor, "token latent"]
+                        ) -> tuple[Float[Tensor, "unit latent"], Float[Tensor, "unit latent"]]:
+    """(precision, recall) per unit and latent, precision set to -1 where the unit does not qualify as a detector
+    of the latent (fires on fewer than :data:`MIN_RECALL` of its tokens, or never): argmax picks a qualified unit."""
+    prec, rec = activation_weighted_precision(acts, labels), firing_recall(acts, labels)
+    return prec.where((rec >= MIN_RECALL) & ~prec.isnan(), torch.tensor(-1.0)), rec
+
+
 def specificity(units: dict[str, Float[Tensor, "token unit"]], labels: dict[str, Bool[Tensor, " token"]],
                 halves: Halves) -> list[dict]:
     """One row per latent and unit family: the family's most specific unit on the selection half (among units that
@@ -79,14 +87,13 @@ def specificity(units: dict[str, Float[Tensor, "token unit"]], labels: dict[str,
     rows = []
     for family, acts in units.items():
         a, b = acts[halves.select], acts[halves.measure]
-        prec_a, rec_a = activation_weighted_precision(a, ya), firing_recall(a, ya)  # [unit latent]
-        eligible = (rec_a >= MIN_RECALL) & ~prec_a.isnan()
+        prec_a, _ = qualified_precision(a, ya)  # [unit latent]
         prec_b, rec_b = activation_weighted_precision(b, yb), firing_recall(b, yb)
         for j, latent in enumerate(names):
             row = {"latent": latent, "family": family, "unit": None, "precision_select": None,
                    "precision": None, "recall": None}
-            if eligible[:, j].any() and ya[:, j].any() and yb[:, j].any():
-                u = int(prec_a[:, j].where(eligible[:, j], torch.tensor(-1.0)).argmax())
+            if (prec_a[:, j] >= 0).any() and ya[:, j].any() and yb[:, j].any():
+                u = int(prec_a[:, j].argmax())
                 p = float(prec_b[u, j])
                 row.update(unit=u, precision_select=float(prec_a[u, j]), precision=None if math.isnan(p) else p,
                            recall=float(rec_b[u, j]))
@@ -176,4 +183,5 @@ def summarize(spec: list[dict], auto: list[dict], feature_family: str, neuron_fa
 
 
 __all__ = ["Halves", "MIN_EXPLANATION_TOKENS", "MIN_RECALL", "activation_weighted_precision",
-           "automated_interpretability", "correlations", "explanations", "firing_recall", "specificity", "summarize"]
+           "automated_interpretability", "correlations", "explanations", "firing_recall", "qualified_precision",
+           "specificity", "summarize"]

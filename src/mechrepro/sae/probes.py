@@ -11,12 +11,12 @@ reads a whole layer.
 
 from __future__ import annotations
 
-import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from mechrepro.sae.interpretability import Halves
+from mechrepro.sae.train import activations_at
 from mechrepro.techniques.probing import balanced_accuracy, probe_with_controls
 
 
@@ -27,18 +27,6 @@ def sites(model: HookedTransformer, neurons: str | None = None) -> list[tuple[st
     if neurons:
         out.append(("neurons", int(neurons.split(".")[1]), neurons))
     return out
-
-
-@torch.inference_mode()
-def activations(model: HookedTransformer, tokens: Int[Tensor, "doc pos"], hooks: list[str], batch_size: int = 64
-                ) -> dict[str, Float[Tensor, "token d"]]:
-    """Each hook's activations at every position but BOS, documents in order (as the SAEs' activations)."""
-    parts: dict[str, list[Tensor]] = {h: [] for h in hooks}
-    for i in range(0, len(tokens), batch_size):
-        _, cache = model.run_with_cache(tokens[i:i + batch_size].to(model.cfg.device), names_filter=hooks.__contains__)
-        for h in hooks:
-            parts[h].append(cache[h][:, 1:].flatten(0, 1).float().cpu())
-    return {h: torch.cat(v) for h, v in parts.items()}
 
 
 def latent_probes(models: dict[str, tuple[HookedTransformer, str | None]], tokens: Int[Tensor, "doc pos"],
@@ -55,7 +43,7 @@ def latent_probes(models: dict[str, tuple[HookedTransformer, str | None]], token
     rows = []
     for name, (model, neurons) in models.items():
         where = sites(model, neurons)
-        acts = activations(model, tokens, [h for _, _, h in where])
+        acts = activations_at(model, tokens, [h for _, _, h in where])
         for site, layer, hook in where:
             for latent, y in usable.items():
                 r = probe_with_controls(acts[hook], y, token_ids, train, test, seed=seed)
@@ -76,4 +64,4 @@ def latent_probes(models: dict[str, tuple[HookedTransformer, str | None]], token
     return rows
 
 
-__all__ = ["activations", "latent_probes", "sites"]
+__all__ = ["latent_probes", "sites"]

@@ -49,16 +49,26 @@ class DictionaryConfig:
 
 
 @torch.inference_mode()
+def activations_at(model: HookedTransformer, tokens: Int[Tensor, "doc pos"], hooks: list[str],
+                   batch_size: int = 64) -> dict[str, Float[Tensor, "token d"]]:
+    """Each hook's activations at every position but the first (BOS), documents in order, one pass for all hooks."""
+    missing = [h for h in hooks if h not in model.hook_dict]
+    if missing:
+        raise ValueError(f"the model has no hook {missing[0]!r} (an attention-only model has no MLP neurons)")
+    parts: dict[str, list[Tensor]] = {h: [] for h in hooks}
+    for i in range(0, len(tokens), batch_size):
+        with torch.no_grad():  # plain tensors (not inference-mode ones): the SAEs train on them
+            _, cache = model.run_with_cache(tokens[i:i + batch_size].to(model.cfg.device),
+                                            names_filter=hooks.__contains__)
+        for h in hooks:
+            parts[h].append(cache[h][:, 1:].flatten(0, 1).float().cpu())  # [doc*(pos-1) d]
+    return {h: torch.cat(v) for h, v in parts.items()}
+
+
 def mlp_activations(model: HookedTransformer, tokens: Int[Tensor, "doc pos"], hook: str = MLP_HOOK,
                     batch_size: int = 64) -> Float[Tensor, "token d_mlp"]:
     """The MLP neurons' activations at every position but the first (BOS), documents in order."""
-    if hook not in model.hook_dict:
-        raise ValueError(f"the model has no hook {hook!r} (an attention-only model has no MLP neurons)")
-    out = []
-    for i in range(0, len(tokens), batch_size):
-        _, cache = model.run_with_cache(tokens[i:i + batch_size].to(model.cfg.device), names_filter=hook)
-        out.append(cache[hook][:, 1:].flatten(0, 1).float().cpu())  # [doc*(pos-1) d_mlp]
-    return torch.cat(out)
+    return activations_at(model, tokens, [hook], batch_size)[hook]
 
 
 def _batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
